@@ -30,6 +30,8 @@ kubenet_lab.errors.InvalidValue: Cluster: 'pod_cidr' must be an IPv4 or IPv6 CID
 
 from __future__ import annotations
 
+import ipaddress
+
 __all__ = [
     "KubenetLabError",
     "InvalidValue",
@@ -62,8 +64,10 @@ class KubenetLabError(Exception):
         super().__init__(obj, field, value, expected, upstream)
 
     def __str__(self) -> str:
-        shown = value if isinstance(value := self.value, str) else str(value)
-        message = f"{self.obj}: '{self.field}' {self.expected} (got {shown!r})"
+        # Addresses and networks are shown as the strings a user typed, anything else as its repr.
+        value = self.value
+        shown = repr(str(value)) if isinstance(value, (ipaddress._BaseAddress, ipaddress._BaseNetwork)) else repr(value)
+        message = f"{self.obj}: '{self.field}' {self.expected} (got {shown})"
         if self.upstream:
             message += f" [{self.upstream}]"
         return message

@@ -1,0 +1,11 @@
+"""Drawings of the model. They read a Cluster and compute no networking of their own.
+
+Layout positions come from pure functions (:func:`topology.topology_layout`);
+drawing functions take ``ax=None`` and return the matplotlib ``Axes``, and
+import matplotlib only when called, so ``import kubenet_lab`` stays fast.
+"""
+
+from .style import COLORS, apply_style
+from .topology import draw_address_map, draw_topology, topology_graph, topology_layout
+
+__all__ = ["COLORS", "apply_style", "draw_topology", "draw_address_map", "topology_graph", "topology_layout"]

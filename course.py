@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 import venv
 from pathlib import Path
@@ -58,7 +59,8 @@ def bootstrap_pip_from_pypi(python: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / wheel["filename"]
         say(f"ensurepip is missing; fetching {wheel['filename']} from PyPI")
-        with urllib.request.urlopen(wheel["url"], timeout=120) as response:
+        # Mirrors may give the file's address relative to the metadata's.
+        with urllib.request.urlopen(urllib.parse.urljoin(PIP_METADATA, wheel["url"]), timeout=120) as response:
             data = response.read()
         if hashlib.sha256(data).hexdigest() != wheel["digests"]["sha256"]:
             sys.exit("[kubenet-lab] the downloaded pip wheel does not match PyPI's checksum")

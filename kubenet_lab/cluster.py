@@ -35,7 +35,7 @@ from typing import Any
 
 from .addresses import IPAddress, IPNetwork, family_name, parse_address, parse_network
 from .endpointslices import endpoint_slices_for
-from .errors import AlreadyExists, InvalidValue, NotFound, Overlap
+from .errors import AlreadyExists, Exhausted, InvalidValue, NotFound, Overlap
 from .ipam import BlockIPAM, HostLocal, NodeCIDRAllocator, NodePortAllocator, ServiceIPAllocator
 from .network import DEFAULT_NODE_SUBNET, ClusterNetwork, Rack
 from .objects import SERVICE_TYPES, ContainerPort, EndpointSlice, Node, Pod, Service, ServicePort
@@ -66,6 +66,13 @@ def _labels(obj: str, value: object) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise InvalidValue(obj, "labels", value, "must map strings to strings")
     return dict(value)
+
+
+def _as_list(value: object) -> list:
+    """A comma-separated string (as the flags take it), a list or tuple, or one value, as a list."""
+    if isinstance(value, str):
+        return value.split(",")
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _port_number(obj: str, field: str, value: object) -> int:
@@ -200,19 +207,19 @@ class Cluster:
 
     def pod(self, name: str, namespace: str = "default") -> Pod:
         """The pod ``name`` (or ``"namespace/name"``)."""
-        key = name if "/" in name else f"{namespace}/{name}"
-        try:
-            return self._pods[key]
-        except KeyError:
-            raise NotFound("Cluster", "pod", key, "must name an existing pod") from None
+        return self._namespaced(self._pods, "pod", name, namespace)
 
     def service(self, name: str, namespace: str = "default") -> Service:
         """The Service ``name`` (or ``"namespace/name"``)."""
+        return self._namespaced(self._services, "service", name, namespace)
+
+    @staticmethod
+    def _namespaced(table: dict, kind: str, name: str, namespace: str):
         key = name if "/" in name else f"{namespace}/{name}"
         try:
-            return self._services[key]
+            return table[key]
         except KeyError:
-            raise NotFound("Cluster", "service", key, "must name an existing Service") from None
+            raise NotFound("Cluster", kind, key, f"must name an existing {kind}") from None
 
     def pods_on(self, node: str) -> list[Pod]:
         self.node(node)
@@ -289,8 +296,7 @@ class Cluster:
             if free is None:
                 raise InvalidValue(obj, "ip", None, f"must be given: subnet {subnet} has no free address left")
             return (free,)
-        values = ip.split(",") if isinstance(ip, str) else (ip if isinstance(ip, (list, tuple)) else [ip])
-        ips = tuple(parse_address(v, obj=obj, field="ip") for v in values)
+        ips = tuple(parse_address(v, obj=obj, field="ip") for v in _as_list(ip))
         if len({a.version for a in ips}) != len(ips):
             raise InvalidValue(obj, "ip", ip, "must hold at most one address per family")
         for address in ips:
@@ -313,11 +319,14 @@ class Cluster:
         if pod_cidr is None:
             cidrs = []
             for allocator in self.node_cidr_allocators.values():
-                cidrs.append(change.touch(allocator).allocate())
+                try:
+                    cidrs.append(change.touch(allocator).allocate())
+                except Exhausted as exc:
+                    raise Exhausted(obj, "spec.podCIDR", allocator.cluster_cidr,
+                                    f"cannot be given: every /{allocator.node_mask} of the cluster CIDR is taken",
+                                    upstream=exc.upstream) from None
             return tuple(cidrs)
-        values = pod_cidr.split(",") if isinstance(pod_cidr, str) else pod_cidr
-        values = values if isinstance(values, (list, tuple)) else [values]
-        cidrs = tuple(parse_network(v, obj=obj, field="spec.podCIDRs") for v in values)
+        cidrs = tuple(parse_network(v, obj=obj, field="spec.podCIDRs") for v in _as_list(pod_cidr))
         if sorted(c.version for c in cidrs) != sorted(self.node_cidr_allocators):
             raise InvalidValue(obj, "spec.podCIDRs", pod_cidr,
                                f"must hold one CIDR for each of the cluster's families ({self.network.describe_families()})")
@@ -407,8 +416,7 @@ class Cluster:
     def _allocate_pod_ips(self, obj: str, key: str, node: str, ip: object) -> tuple[IPAddress, ...]:
         requested: dict[int, IPAddress] = {}
         if ip is not None:
-            values = ip.split(",") if isinstance(ip, str) else (ip if isinstance(ip, (list, tuple)) else [ip])
-            for value in values:
+            for value in _as_list(ip):
                 address = parse_address(value, obj=obj, field="ip")
                 if address.version not in self.network.families or address.version in requested:
                     raise InvalidValue(obj, "ip", ip, f"must hold at most one address for each of the cluster's families ({self.network.describe_families()})")
@@ -417,11 +425,17 @@ class Cluster:
         with _Transaction(len(self.network.families)) as change:
             for version in self.network.families:
                 wanted = requested.get(version)
-                if self.network.ipam == "host-local":
-                    address = change.touch(self.host_local[(node, version)]).allocate(key, wanted).ip
-                else:
-                    ipam = change.touch(self.block_ipam[version])
-                    address = (ipam.assign(wanted, node) if wanted is not None else ipam.allocate(node)).ip
+                try:
+                    if self.network.ipam == "host-local":
+                        address = change.touch(self.host_local[(node, version)]).allocate(key, wanted).ip
+                    else:
+                        ipam = change.touch(self.block_ipam[version])
+                        address = (ipam.assign(wanted, node) if wanted is not None else ipam.allocate(node)).ip
+                except Exhausted as exc:
+                    source = (f"node {node}'s podCIDR {self._nodes[node].pod_cidrs[self.network.families.index(version)]}"
+                              if self.network.ipam == "host-local" else f"Calico pool {self.block_ipam[version].pool}")
+                    raise Exhausted(obj, "spec.nodeName", node, f"leaves the pod without an IPv{version} address: "
+                                    f"{source} has none free", upstream=exc.upstream) from None
                 ips.append(address)
         return tuple(ips)
 
@@ -543,10 +557,8 @@ class Cluster:
             if not names or any(n not in ("IPv4", "IPv6") for n in names) or len(set(names)) != len(names):
                 raise InvalidValue(obj, "spec.ipFamilies", names, "must list IPv4 and/or IPv6, each at most once")
             families = tuple(int(n[-1]) for n in names)
-        elif isinstance(cluster_ip, str) and cluster_ip not in ("", "None"):
-            families = tuple(parse_address(v, obj=obj, field="spec.clusterIPs").version for v in cluster_ip.split(","))
-        elif isinstance(cluster_ip, (list, tuple)):
-            families = tuple(parse_address(v, obj=obj, field="spec.clusterIPs").version for v in cluster_ip)
+        elif cluster_ip:
+            families = tuple(parse_address(v, obj=obj, field="spec.clusterIPs").version for v in _as_list(cluster_ip))
         else:
             families = tuple(available) if policy != "SingleStack" else (available[0],)
         if policy == "SingleStack" and len(families) > 1:
@@ -598,9 +610,7 @@ class Cluster:
     def _allocate_cluster_ips(self, key: str, families: tuple[int, ...], cluster_ip: object,
                               change: _Transaction, obj: str) -> tuple[IPAddress, ...]:
         wanted: dict[int, IPAddress] = {}
-        if isinstance(cluster_ip, str) and cluster_ip:
-            cluster_ip = cluster_ip.split(",")
-        for value in cluster_ip or ():
+        for value in _as_list(cluster_ip) if cluster_ip else ():
             address = parse_address(value, obj=obj, field="spec.clusterIPs")
             wanted[address.version] = address
         ips = []

@@ -203,6 +203,8 @@ class ClusterNetwork:
         """Ask kube-controller-manager's allocator whether each node mask fits its cluster CIDR."""
         from .ipam import NodeCIDRAllocator
 
+        if self.ipam == "calico":
+            return  # Calico's blocks, not node podCIDRs, carve up the pool: no node mask applies.
         for cidr in self.pod_cidrs:
             mask = self.node_mask(cidr.version)
             try:

@@ -252,3 +252,14 @@ def test_failed_dual_stack_pod_restores_the_first_family_exactly():
     with pytest.raises(AlreadyExists, match="fd00:10:244::9"):
         c.add_pod("b", node="node-1", ip=["10.244.0.7", "fd00:10:244::9"])
     assert c.add_pod("c", node="node-1").ips == (ip("10.244.0.3"), ip("fd00:10:244::a"))
+
+
+def test_calico_pool_needs_no_node_mask_and_errors_name_the_pod():
+    # Calico carves the pool into /26 blocks; kube-controller-manager's node mask does not apply.
+    c = Cluster(pod_cidr="10.244.0.0/26", service_cidr="10.96.0.0/12", ipam="calico")
+    c.add_node("node-1", ip="192.168.0.11")
+    for i in range(64):  # one block, every address usable, .0 and .63 included
+        c.add_pod(f"p{i}", node="node-1")
+    assert {p.ip for p in c.pods} == set(ipaddress.ip_network("10.244.0.0/26"))
+    with pytest.raises(Exhausted, match="Pod default/p64: 'spec.nodeName'"):
+        c.add_pod("p64", node="node-1")

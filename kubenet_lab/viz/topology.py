@@ -23,8 +23,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import ipaddress
+
 import networkx as nx
 
+from ..network import DEFAULT_NODE_SUBNET
 from .style import COLORS, new_axes
 
 if TYPE_CHECKING:
@@ -32,8 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["topology_graph", "topology_layout", "draw_topology", "draw_address_map"]
 
-NODE_SPACING = 4.0
-POD_SPACING = 1.1
+NODE_SPACING = 4.0  # at least; widened when nodes hold many pods
+POD_SPACING = 1.6
 
 
 def topology_graph(cluster: Cluster) -> nx.Graph:
@@ -46,8 +49,7 @@ def topology_graph(cluster: Cluster) -> nx.Graph:
             g.add_node(f"tor:{rack.name}", kind="tor", label=f"{rack.tor}\n{rack.subnet}")
             g.add_edge("fabric", f"tor:{rack.name}")
     else:
-        subnet = cluster.network.node_subnet
-        g.add_node("segment:underlay", kind="segment", label=f"L2 segment {subnet}" if subnet else "L2 segment")
+        g.add_node("segment:underlay", kind="segment", label=f"L2 segment {_segment_subnet(cluster) or ''}".strip())
     for node in cluster.nodes:
         cidrs = ", ".join(str(c) for c in node.pod_cidrs) or "Calico blocks"
         g.add_node(f"node:{node.name}", kind="node", label=f"{node.name}\n{node.ip}\npods {cidrs}")
@@ -58,17 +60,28 @@ def topology_graph(cluster: Cluster) -> nx.Graph:
     return g
 
 
+def _segment_subnet(cluster: Cluster):
+    """The shared segment's subnet: as configured, or the default one when every node is on it."""
+    if cluster.network.node_subnet is not None:
+        return cluster.network.node_subnet
+    default = ipaddress.ip_network(DEFAULT_NODE_SUBNET)
+    inside = [ip in default for n in cluster.nodes for ip in n.ips if ip.version == 4]
+    return default if inside and all(inside) else None
+
+
 def topology_layout(cluster: Cluster) -> dict[str, tuple[float, float]]:
     """Positions: nodes in a row at y=0, the underlay above them, each node's pods below it."""
     pos: dict[str, tuple[float, float]] = {}
     nodes = cluster.nodes
+    most_pods = max((len(cluster.pods_on(n.name)) for n in nodes), default=0)
+    spacing = max(NODE_SPACING, most_pods * POD_SPACING + 0.8)
     for i, node in enumerate(nodes):
-        x = i * NODE_SPACING
+        x = i * spacing
         pos[f"node:{node.name}"] = (x, 0.0)
         pods = cluster.pods_on(node.name)
         for j, pod in enumerate(pods):
             pos[f"pod:{pod.key}"] = (x + (j - (len(pods) - 1) / 2) * POD_SPACING, -2.0 - 0.35 * (j % 2))
-    middle = (len(nodes) - 1) * NODE_SPACING / 2 if nodes else 0.0
+    middle = (len(nodes) - 1) * spacing / 2 if nodes else 0.0
     if cluster.network.racks:
         for rack in cluster.network.racks:
             xs = [pos[f"node:{n}"][0] for n in rack.nodes if f"node:{n}" in pos]

@@ -97,16 +97,26 @@ def ensure_environment() -> Path:
     return python
 
 
+def lab_command(python: str, extra: list[str]) -> list[str]:
+    """The JupyterLab command: the repository as the root, chapter 00 as the first page."""
+    command = [python, "-m", "jupyter", "lab", f"--ServerApp.root_dir={HERE}",
+               f"--LabApp.default_url=/lab/tree/{FIRST_NOTEBOOK}", *extra]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
+        say("running as root (a container or a lab VM?): passing --allow-root to JupyterLab")
+        command.append("--allow-root")
+    return command
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in ("lab", "test"):
         sys.exit(__doc__)
-    python = ensure_environment()
+    python = str(ensure_environment())
     action, extra = argv[0], argv[1:]
     if action == "lab":
         say(f"opening JupyterLab on {FIRST_NOTEBOOK} (Ctrl-C to stop)")
-        command = [str(python), "-m", "jupyter", "lab", FIRST_NOTEBOOK, *extra]
+        command = lab_command(python, extra)
     else:
-        command = [str(python), "-m", "pytest", *extra]
+        command = [python, "-m", "pytest", *extra]
     os.chdir(HERE)
     os.execv(command[0], command)
 

@@ -1,5 +1,6 @@
 """Set-up files agree with each other: pyproject.toml, environment.yml, binder/, README, .ci/run."""
 
+import json
 import re
 import subprocess
 import sys
@@ -38,7 +39,8 @@ def test_binder_pins_every_package_and_installs_the_course():
     post_build = (ROOT / "binder/postBuild").read_text()
     assert post_build.startswith("#!/bin/bash") and "set -euo pipefail" in post_build
     assert "pip install --no-deps -e ." in post_build
-    assert '"default_url": "/lab/tree/notebooks/00-start-here.ipynb"' in post_build
+    config = json.loads(post_build.split("<<'JSON'\n", 1)[1].split("\nJSON", 1)[0])
+    assert config["ServerApp"]["default_url"] == config["LabApp"]["default_url"] == "/lab/tree/notebooks/00-start-here.ipynb"
     assert (ROOT / "binder/postBuild").stat().st_mode & 0o111
     assert (ROOT / "notebooks/00-start-here.ipynb").exists()
     # repo2docker reads binder/ alone once it exists; two config folders is an error.

@@ -138,6 +138,11 @@ class Cluster:
         bgp_design: str = "none",
         bgp_asn: int = 64512,
         name: str = "lab",
+        overlay_vni: int | None = None,
+        overlay_port: int | None = None,
+        same_subnet_direct: bool = False,
+        veth_mtu: int | None = None,
+        tunnel_mtu: int | None = None,
     ):
         racks = tuple(r if isinstance(r, Rack) else Rack.from_object(r) for r in racks)
         network = ClusterNetwork.build(
@@ -154,6 +159,11 @@ class Cluster:
             bgp_design=bgp_design,
             bgp_asn=bgp_asn,
             name=name,
+            overlay_vni=overlay_vni,
+            overlay_port=overlay_port,
+            same_subnet_direct=same_subnet_direct,
+            veth_mtu=veth_mtu,
+            tunnel_mtu=tunnel_mtu,
         )
         self._setup(network)
 
@@ -182,6 +192,9 @@ class Cluster:
         self.host_local: dict[tuple[str, int], HostLocal] = {}
         self.service_ip_allocators = {c.version: ServiceIPAllocator(c) for c in network.service_cidrs}
         self.node_port_allocator = NodePortAllocator()
+        # Calico's tunnel devices (vxlan.calico, tunl0) take an address from IPAM when calico-node starts.
+        self.tunnel_addresses: dict[str, IPAddress] = {}
+        self._topology = None
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -281,10 +294,13 @@ class Cluster:
         with _Transaction(len(self.node_cidr_allocators)) as change:
             cidrs = self._node_pod_cidrs(obj, pod_cidr, change)
         node = Node(name=name, ips=ips, pod_cidrs=cidrs, labels=labels, rack=rack_obj.name if rack_obj else None)
+        if self.block_ipam and network.cni in ("calico-vxlan", "calico-ipip") and 4 in self.block_ipam:
+            self.tunnel_addresses[name] = self.block_ipam[4].allocate(name).ip
         for cidr in cidrs:
             self.host_local[(name, cidr.version)] = HostLocal(cidr)
         self.network = network
         self._nodes[name] = node
+        self._changed()
         return node
 
     def _node_ips(self, obj: str, ip: object, rack: Rack | None) -> tuple[IPAddress, ...]:
@@ -349,8 +365,11 @@ class Cluster:
         for cidr in node.pod_cidrs:
             self.node_cidr_allocators[cidr.version].release(cidr)
             del self.host_local[(name, cidr.version)]
+        if name in self.tunnel_addresses:
+            self.block_ipam[4].release(self.tunnel_addresses.pop(name))
         del self._nodes[name]
         self.network = self.network.without_node(name)
+        self._changed()
 
     # -- pods ------------------------------------------------------------------------------
 
@@ -395,6 +414,7 @@ class Cluster:
         pod = Pod(name=name, node=node, ips=ips, namespace=namespace, labels=labels, ports=container_ports,
                   ready=bool(ready), terminating=bool(terminating), host_network=bool(host_network), phase=phase)
         self._pods[key] = pod
+        self._changed()
         return pod
 
     @staticmethod
@@ -449,6 +469,7 @@ class Cluster:
                 else:
                     self.block_ipam[address.version].release(address)
         del self._pods[pod.key]
+        self._changed()
 
     # -- services --------------------------------------------------------------------------
 
@@ -548,6 +569,7 @@ class Cluster:
             labels=labels,
         )
         self._services[key] = service
+        self._changed()
         return service
 
     def _service_families(self, obj: str, policy: str, ip_families: Iterable[str] | None, cluster_ip: object) -> tuple[int, ...]:
@@ -631,13 +653,45 @@ class Cluster:
             if sp.node_port is not None:
                 self.node_port_allocator.release(sp.node_port)
         del self._services[service.key]
+        self._changed()
 
     def add_endpoint_slice(self, endpoint_slice: EndpointSlice) -> EndpointSlice:
         """Add a slice written by hand (or by another controller); it is kept exactly as given."""
         if endpoint_slice.key in self._manual_slices:
             raise AlreadyExists("Cluster", "endpointslice", endpoint_slice.key, "is already an EndpointSlice of the cluster")
         self._manual_slices[endpoint_slice.key] = endpoint_slice
+        self._changed()
         return endpoint_slice
+
+    # -- the datapath ----------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._topology = None
+
+    def topology(self):
+        """Every network namespace as the CNI leaves it (:mod:`kubenet_lab.overlay.topology`)."""
+        from .overlay.topology import build_topology
+
+        if self._topology is None:
+            self._topology = build_topology(self)
+        return self._topology
+
+    def host(self, node: str):
+        """A node's root namespace: ``.routes`` (ip route), ``.neighbors`` (ip neigh), ``.fdb``
+        (bridge fdb), ``.links``, ``.tunnel_map``; ``print()`` it for all of them."""
+        self.node(node)
+        return self.topology()[node]
+
+    def trace(self, src: str, dst: str, *, dport: int | None = None, proto: str = "icmp", size: int | None = None,
+              sport: int | None = None, df: bool = True):
+        """Walk one packet from ``src`` (a pod or node name) to ``dst`` (a pod or node name, or an IP).
+
+        Returns a :class:`~kubenet_lab.datapath.trace.Trace`: every hop, the table entry that decided
+        it, and the packet there. See chapter 02.
+        """
+        from .datapath.trace import trace
+
+        return trace(self, src, dst, dport=dport, proto=proto, size=size, sport=sport, df=df)
 
     # -- scenario files --------------------------------------------------------------------
 

@@ -18,6 +18,10 @@ field                       real setting
 ``kubeProxy.mode``          kube-proxy ``--proxy-mode``
 ``underlay``                the physical network: MTU, node subnet, racks and ToRs
 ``bgp``                     how routes are exchanged in BGP-routed designs
+``overlay``                 ``vni``, ``port``, and flannel's ``directRouting`` /
+                            Calico's ``crossSubnet`` (encapsulate only across subnets);
+                            ``vethMTU`` and ``tunnelMTU`` override the computed MTUs
+                            (to reproduce a misconfigured cluster)
 ==========================  ==========================================================
 
 >>> net = ClusterNetwork.from_object({
@@ -30,6 +34,7 @@ field                       real setting
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -59,6 +64,8 @@ DEFAULT_BGP_ASN = 64512
 DEFAULT_MTU = 1500
 # Without racks, all nodes share one L2 segment; kubenet-lab gives it this subnet.
 DEFAULT_NODE_SUBNET = "192.168.0.0/24"
+# With racks, the ToR-spine links are /31s (RFC 3021) from this range, kept clear of every cluster range.
+FABRIC_SUBNET = "172.31.255.0/24"
 
 __all__ = ["ClusterNetwork", "Rack", "CNI_MODES", "IPAM_MODES", "KUBE_PROXY_MODES", "BGP_DESIGNS"]
 
@@ -144,6 +151,11 @@ class ClusterNetwork:
     bgp_design: str = "none"
     bgp_asn: int = DEFAULT_BGP_ASN
     name: str = "lab"
+    overlay_vni: int | None = None
+    overlay_port: int | None = None
+    same_subnet_direct: bool = False
+    veth_mtu: int | None = None
+    tunnel_mtu: int | None = None
 
     @classmethod
     def build(
@@ -162,6 +174,11 @@ class ClusterNetwork:
         bgp_design: str = "none",
         bgp_asn: int = DEFAULT_BGP_ASN,
         name: str = "lab",
+        overlay_vni: int | None = None,
+        overlay_port: int | None = None,
+        same_subnet_direct: bool = False,
+        veth_mtu: int | None = None,
+        tunnel_mtu: int | None = None,
     ) -> ClusterNetwork:
         """Validate every setting and return the settings object; raise InvalidValue/Overlap."""
         obj = "ClusterNetwork"
@@ -175,8 +192,9 @@ class ClusterNetwork:
         _one_of(obj, "ipam", ipam, IPAM_MODES)
         _one_of(obj, "kubeProxy.mode", kube_proxy_mode, KUBE_PROXY_MODES)
         _one_of(obj, "bgp.design", bgp_design, BGP_DESIGNS)
-        if isinstance(mtu, bool) or not isinstance(mtu, int) or not 576 <= mtu <= 9216:
-            raise InvalidValue(obj, "underlay.mtu", mtu, "must be an MTU from 576 to 9216 bytes")
+        for field_name, value in (("underlay.mtu", mtu), ("overlay.vethMTU", veth_mtu), ("overlay.tunnelMTU", tunnel_mtu)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 68 <= value <= 9216):
+                raise InvalidValue(obj, field_name, value, "must be an MTU from 68 to 9216 bytes")
         if isinstance(bgp_asn, bool) or not isinstance(bgp_asn, int) or not 0 < bgp_asn < 2**32:
             raise InvalidValue(obj, "bgp.asn", bgp_asn, "must be an AS number from 1 to 4294967295")
         subnet = None if node_subnet is None else parse_network(node_subnet, obj=obj, field="underlay.subnet")
@@ -194,10 +212,39 @@ class ClusterNetwork:
             bgp_design=bgp_design,
             bgp_asn=bgp_asn,
             name=name,
+            overlay_vni=overlay_vni,
+            overlay_port=overlay_port,
+            same_subnet_direct=bool(same_subnet_direct),
+            veth_mtu=veth_mtu,
+            tunnel_mtu=tunnel_mtu,
         )
+        network._check_mtu()
         network._check_ranges()
         network._check_node_masks()
         return network
+
+    def _check_mtu(self) -> None:
+        """The pods' MTU (the underlay's less the encapsulation) must stay usable for every family:
+        68 bytes for IPv4 (RFC 791), 1280 for IPv6 (RFC 8200 §5)."""
+        from .overlay.modes import IPV4_MIN_MTU, IPV6_MIN_MTU
+
+        mode = self.datapath  # also validates the overlay options against the CNI
+        pod_mtu = mode.pod_mtu(self.mtu, 4)
+        for version, minimum in ((4, IPV4_MIN_MTU), (6, IPV6_MIN_MTU)):
+            if version in self.families and pod_mtu < minimum:
+                raise InvalidValue("ClusterNetwork", "underlay.mtu", self.mtu,
+                                   f"leaves pods {pod_mtu} bytes after {mode.cni}'s {mode.overhead(4)}-byte overhead, "
+                                   f"under the IPv{version} minimum of {minimum}")
+
+    @property
+    def pod_mtu(self) -> int:
+        """The pods' MTU: ``overlay.vethMTU`` if set (Calico's veth_mtu), else the underlay's less the overhead."""
+        return self.veth_mtu if self.veth_mtu is not None else self.datapath.pod_mtu(self.mtu, 4)
+
+    @property
+    def tunnel_device_mtu(self) -> int:
+        """The tunnel device's MTU: ``overlay.tunnelMTU`` if set, else the underlay's less the overhead."""
+        return self.tunnel_mtu if self.tunnel_mtu is not None else self.datapath.pod_mtu(self.mtu, 4)
 
     def _check_node_masks(self) -> None:
         """Ask kube-controller-manager's allocator whether each node mask fits its cluster CIDR."""
@@ -217,6 +264,8 @@ class ClusterNetwork:
         """Pod, service and node ranges must not share addresses; racks must not share nodes."""
         named = [("podCIDRs", c) for c in self.pod_cidrs] + [("serviceCIDRs", c) for c in self.service_cidrs]
         named += [("underlay.subnet", s) for s in self.underlay_subnets()]
+        if self.racks:
+            named.append(("the fabric links", ipaddress.ip_network(FABRIC_SUBNET)))
         for i, (name_a, a) in enumerate(named):
             for name_b, b in named[i + 1 :]:
                 if a.version == b.version and a.overlaps(b) and {name_a, name_b} != {"underlay.subnet"}:
@@ -229,6 +278,14 @@ class ClusterNetwork:
                         f"ClusterNetwork rack {rack.name}", "nodes", node, f"is already in rack {seen[node]}"
                     )
                 seen[node] = rack.name
+
+    @property
+    def datapath(self):
+        """The CNI's datapath mode with this scenario's overlay options (:mod:`kubenet_lab.overlay.modes`)."""
+        from .overlay.modes import mode_for
+
+        return mode_for(self.cni).with_options(vni=self.overlay_vni, udp_port=self.overlay_port,
+                                               same_subnet_direct=self.same_subnet_direct or None)
 
     def underlay_subnets(self) -> tuple[IPNetwork, ...]:
         """The node networks: one per rack, or the single shared segment."""
@@ -287,6 +344,7 @@ class ClusterNetwork:
             raise InvalidValue(f"ClusterNetwork {name}", f"spec.{missing}", None, "must be set")
         underlay = spec.get("underlay") or {}
         bgp = spec.get("bgp") or {}
+        overlay = spec.get("overlay") or {}
         racks = underlay.get("racks") or []
         if not isinstance(racks, list):
             raise InvalidValue(f"ClusterNetwork {name}", "spec.underlay.racks", racks, "must be a list of racks")
@@ -304,6 +362,11 @@ class ClusterNetwork:
             bgp_design=bgp.get("design", "none"),
             bgp_asn=bgp.get("asn", DEFAULT_BGP_ASN),
             name=name,
+            overlay_vni=overlay.get("vni"),
+            overlay_port=overlay.get("port"),
+            same_subnet_direct=overlay.get("directRouting", False) or overlay.get("crossSubnet", False),
+            veth_mtu=overlay.get("vethMTU"),
+            tunnel_mtu=overlay.get("tunnelMTU"),
         )
 
     def to_object(self) -> dict[str, Any]:
@@ -327,6 +390,19 @@ class ClusterNetwork:
         spec["underlay"] = underlay
         if self.bgp_design != "none":
             spec["bgp"] = {"design": self.bgp_design, "asn": self.bgp_asn}
+        overlay: dict[str, Any] = {}
+        if self.overlay_vni is not None:
+            overlay["vni"] = self.overlay_vni
+        if self.overlay_port is not None:
+            overlay["port"] = self.overlay_port
+        if self.same_subnet_direct:
+            overlay["crossSubnet" if self.cni.startswith("calico") else "directRouting"] = True
+        if self.veth_mtu is not None:
+            overlay["vethMTU"] = self.veth_mtu
+        if self.tunnel_mtu is not None:
+            overlay["tunnelMTU"] = self.tunnel_mtu
+        if overlay:
+            spec["overlay"] = overlay
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": self.name}, "spec": spec}
 
     def describe_families(self) -> str:

@@ -1,0 +1,501 @@
+"""The cluster's network as Linux would hold it: namespaces, interfaces, routes, neighbours, FDB.
+
+:func:`build_topology` turns a :class:`~kubenet_lab.cluster.Cluster` into the
+state every network namespace would have once the CNI and its agent have done
+their work: one namespace per pod, per node and per underlay router (ToRs and
+a spine when the scenario has racks). It is pure data, the single source for
+
+* the tables a notebook shows (``cluster.host("node-1").routes``, like ``ip route``),
+* the packet walk (:mod:`kubenet_lab.datapath`), which simulates the kernel over it,
+* the kernel lab, which creates the same namespaces and devices for real.
+
+Naming scheme (what the real components call things):
+
+=============  ======================================================================
+namespace      interfaces
+=============  ======================================================================
+pod            ``eth0``, one end of a veth pair
+node           ``eth0`` on the underlay; the host end of each pod's veth
+               (``veth<8 hex>`` on flannel's bridge ``cni0``, ``cali<11 hex>`` for
+               Calico, ``lxc<12 hex>`` for Cilium); the tunnel device of the CNI
+ToR           ``rack`` port (the rack subnet's gateway, .1) and ``uplink`` to the spine
+spine          ``<tor>`` port per ToR, on point-to-point /31 links from ``FABRIC_SUBNET``
+=============  ======================================================================
+
+Per CNI, what the agent programs on each node for every *remote* node
+(datapath.md §1, §5 anchor 3):
+
+* flannel VXLAN: ``<podCIDR> via <podCIDR .0> dev flannel.1 onlink``, a
+  PERMANENT neighbour ``<podCIDR .0> → <remote VtepMAC>`` and an FDB entry
+  ``<VtepMAC> dst <remote node IP>``; with ``DirectRouting`` and a shared
+  subnet, ``<podCIDR> via <node IP> dev eth0`` instead.
+* Calico VXLAN: the same three entries per remote *block*, through the remote
+  ``vxlan.calico`` address; IP-in-IP: ``<block> via <node IP> dev tunl0 proto
+  bird onlink``; BGP only: ``<block> via <node IP> dev eth0 proto bird``.
+* Cilium: ``<podCIDR> via <cilium_host> dev cilium_host mtu <route MTU>`` and
+  an eBPF tunnel map entry ``<podCIDR> → <node IP>``, no FDB.
+* native routing: ``<podCIDR> via <node IP> dev eth0``.
+
+Across racks, the ToRs and the spine carry the rack subnets, and, in the
+natively routed modes, the pod prefixes, as the BGP designs of chapter 03
+will announce them (for now computed from the podCIDRs and blocks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..addresses import IPAddress, IPNetwork
+from ..network import DEFAULT_NODE_SUBNET
+from ..network import FABRIC_SUBNET as _FABRIC
+from .entries import FdbEntry, Link, Neighbor, Route, TunnelMapEntry, derived_mac
+from .modes import DatapathMode
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
+
+__all__ = ["Interface", "Namespace", "Topology", "build_topology", "FABRIC_SUBNET", "CALICO_GATEWAY",
+           "CALICO_HOST_MAC", "pod_namespace", "veth_name"]
+
+FABRIC_SUBNET = ipaddress.ip_network(_FABRIC)
+# Calico pods route everything via this link-local next hop, answered by proxy ARP on the host's
+# cali veth, whose MAC Calico fixes to ee:ee:ee:ee:ee:ee (cni-plugin: dataplane/linux).
+CALICO_GATEWAY = ipaddress.ip_address("169.254.1.1")
+CALICO_HOST_MAC = "ee:ee:ee:ee:ee:ee"
+UNDERLAY_DEV = "eth0"
+BRIDGE = "cni0"
+CILIUM_HOST = "cilium_host"
+MTU_JUMBO_LIMIT = 65535
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A network device in one namespace, with what ``ip -d link`` and ``ip addr`` would show."""
+
+    name: str
+    kind: str
+    mac: str | None
+    mtu: int
+    addresses: tuple = ()
+    segment: str | None = None
+    master: str | None = None
+    peer: tuple[str, str] | None = None
+    proxy_arp: bool = False
+    vni: int | None = None
+    port: int | None = None
+    local: IPAddress | None = None
+    flow_based: bool = False
+
+    def link(self) -> Link:
+        details = []
+        if self.kind in ("vxlan", "geneve"):
+            details.append(f"id {'external' if self.flow_based else self.vni} dstport {self.port}")
+            if self.local is not None:
+                details.append(f"local {self.local} dev {UNDERLAY_DEV} nolearning")
+        if self.master:
+            details.append(f"master {self.master}")
+        if self.peer:
+            details.append(f"peer {self.peer[1]} in {self.peer[0]}")
+        if self.proxy_arp:
+            details.append("proxy_arp")
+        return Link(self.name, self.kind, self.mac, self.mtu, tuple(str(a) for a in self.addresses), ", ".join(details))
+
+    def has_address(self, ip: IPAddress) -> bool:
+        return any(a.ip == ip for a in self.addresses)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One network namespace: a pod, a node's root namespace, or an underlay router."""
+
+    name: str
+    kind: str
+    interfaces: dict[str, Interface]
+    routes: tuple[Route, ...]
+    neighbors: tuple[Neighbor, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()
+    tunnel_map: tuple[TunnelMapEntry, ...] = ()
+    masquerade: tuple[tuple[IPNetwork, tuple[IPNetwork, ...], str], ...] = ()
+    node: str | None = None
+
+    @property
+    def forwarding(self) -> bool:
+        """Nodes and routers forward (net.ipv4.ip_forward=1); pods do not."""
+        return self.kind != "pod"
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        return tuple(i.link() for i in self.interfaces.values())
+
+    def local_addresses(self) -> set[IPAddress]:
+        return {a.ip for i in self.interfaces.values() for a in i.addresses}
+
+    def __str__(self) -> str:
+        sections = [("ip -br link / addr", self.links), ("ip route", self.routes), ("ip neigh (permanent)", self.neighbors),
+                    ("bridge fdb", self.fdb), ("cilium bpf tunnel list", self.tunnel_map)]
+        lines = [f"# {self.kind} {self.name}"]
+        for title, rows in sections:
+            if rows:
+                lines.append(f"$ {title}")
+                lines.extend(str(r) for r in rows)
+        return "\n".join(lines)
+
+
+class Topology:
+    """Every namespace of the cluster (built on first use), and which interfaces share an L2 segment."""
+
+    def __init__(self, builder: _Builder):
+        self._builder = builder
+        self._cache: dict[str, Namespace] = {}
+        self._interfaces: dict[str, dict[str, Interface]] = {}
+        self._ports: dict[str, Interface] = {}
+        self.mode: DatapathMode = builder.mode
+        self.segments: dict[str, tuple[tuple[str, str], ...]] = {k: tuple(v) for k, v in builder.segments.items()}
+        self.kinds: dict[str, str] = dict(builder.kinds)
+
+    def __getitem__(self, name: str) -> Namespace:
+        namespace = self._cache.get(name)
+        if namespace is None:
+            namespace = self._cache[name] = self._builder.build(name)
+        return namespace
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.kinds
+
+    def __iter__(self):
+        return iter(self.kinds)
+
+    def interfaces(self, name: str) -> dict[str, Interface]:
+        """A namespace's interfaces, without building its tables (cheap, for lookups across the cluster)."""
+        namespace = self._cache.get(name)
+        if namespace is not None:
+            return namespace.interfaces
+        interfaces = self._interfaces.get(name)
+        if interfaces is None:
+            interfaces = self._interfaces[name] = self._builder.interfaces(name)
+        return interfaces
+
+    def port(self, namespace: str, interface: str) -> Interface:
+        """One interface; a node's eth0 is had without building the node's other devices."""
+        if self.kinds.get(namespace) == "node" and interface == "eth0" and namespace not in self._cache:
+            port = self._ports.get(namespace)
+            if port is None:
+                port = self._ports[namespace] = self._builder.underlay_port(namespace)
+            return port
+        return self.interfaces(namespace)[interface]
+
+    def segment_of(self, namespace: str, interface: str) -> tuple[tuple[str, str], ...]:
+        name = self.port(namespace, interface).segment
+        return self.segments.get(name, ()) if name else ()
+
+
+def pod_namespace(key: str) -> str:
+    """Namespace name of a pod: ``pod:<namespace>/<name>``."""
+    return f"pod:{key}"
+
+
+def veth_name(cni_family: str, pod_key: str) -> str:
+    """The host end of a pod's veth, named as each CNI names it.
+
+    Calico: ``cali`` + the first 11 hex digits of SHA-1 of ``<namespace>.<pod>``
+    (libcalico-go ``VethNameForWorkload``), so it is exact. The bridge plugin
+    and Cilium use random names; here they are derived from the pod's key.
+
+    >>> veth_name("calico", "default/web-1")
+    'cali0761ccbeace'
+    """
+    namespace, name = pod_key.split("/", 1)
+    if cni_family == "calico":
+        return "cali" + hashlib.sha1(f"{namespace}.{name}".encode()).hexdigest()[:11]
+    digest = hashlib.sha256(pod_key.encode()).hexdigest()
+    return ("lxc" + digest[:12]) if cni_family == "cilium" else ("veth" + digest[:8])
+
+
+def _iface(ip: IPAddress, prefixlen: int):
+    return (ipaddress.IPv4Interface if ip.version == 4 else ipaddress.IPv6Interface)((ip, prefixlen))
+
+
+class _Builder:
+    """Computes the namespaces of one cluster, each on first use.
+
+    Shared facts (every node's address, prefixes, VTEP address and MAC, the L2
+    segments) are gathered once, in O(nodes + pods); a node's own tables, which
+    hold one entry per *other* node, are built only when that node is asked
+    for, so a trace across a 1,000-node cluster builds the few namespaces it
+    crosses, not a million table rows.
+    """
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.net = cluster.network
+        self.mode = self.net.datapath
+        self.family = ("calico" if self.net.cni.startswith("calico") else
+                       "cilium" if self.net.cni.startswith("cilium") else "bridge")
+        self.pod_mtu = self.net.pod_mtu
+        self.tunnel_mtu = self.net.tunnel_device_mtu
+        self.nodes = {n.name: n for n in cluster.nodes}
+        self.prefixes = {n.name: list(n.pod_cidrs) or cluster.blocks(n.name) for n in cluster.nodes}
+        self.pods_by_node: dict[str, list] = {name: [] for name in self.nodes}
+        for pod in cluster.pods:
+            if pod.node is not None and not pod.host_network and pod.ips:
+                self.pods_by_node[pod.node].append(pod)
+        self.links = list(FABRIC_SUBNET.subnets(new_prefix=31))[: len(self.net.racks)]
+        self.segments: dict[str, list[tuple[str, str]]] = {}
+        self.kinds: dict[str, str] = {}
+        self._macs: dict[tuple[str, ...], str] = {}
+        self._remote_facts: list[tuple] | None = None
+        for name in self.nodes:
+            self._register(name, "node", [(UNDERLAY_DEV, self.underlay_segment(name))])
+            if self.family == "bridge" and self.nodes[name].pod_cidrs:
+                self._register(name, "node", [(BRIDGE, f"bridge:{name}")])
+            for pod in self.pods_by_node[name]:
+                host_if = veth_name(self.family, pod.key)
+                segment = self.pod_segment(pod, host_if)
+                self._register(pod_namespace(pod.key), "pod", [("eth0", segment)])
+                if self.family != "bridge":
+                    self._register(name, "node", [(host_if, segment)])
+        for i, rack in enumerate(self.net.racks):
+            self._register(rack.tor, "router", [("rack", f"underlay:{rack.name}"), ("uplink", f"fabric:{rack.tor}")])
+            self._register("spine", "router", [(rack.tor, f"fabric:{rack.tor}")])
+
+    def _register(self, ns: str, kind: str, ports: list[tuple[str, str]]) -> None:
+        self.kinds[ns] = kind
+        for ifname, segment in ports:
+            self.segments.setdefault(segment, []).append((ns, ifname))
+
+    # -- shared facts ------------------------------------------------------------------
+
+    def mac(self, *parts: str) -> str:
+        mac = self._macs.get(parts)
+        if mac is None:
+            mac = self._macs[parts] = derived_mac(self.net.name, *parts)
+        return mac
+
+    def underlay_segment(self, node: str) -> str:
+        rack = self.nodes[node].rack
+        return f"underlay:{rack}" if rack else "underlay"
+
+    def pod_segment(self, pod, host_if: str) -> str:
+        return f"bridge:{pod.node}" if self.family == "bridge" else f"veth:{pod.node}:{host_if}"
+
+    def tunnel_address(self, node: str) -> IPAddress | None:
+        """The address of the node's tunnel device (and Cilium's cilium_host), as each agent picks it."""
+        assigned = self.cluster.tunnel_addresses.get(node)
+        if assigned is not None:
+            return assigned
+        prefixes = self.prefixes[node]
+        if not prefixes:
+            return None
+        if self.net.cni == "flannel-vxlan":
+            return prefixes[0].network_address  # flannel.1 holds the podCIDR's network address as /32
+        return prefixes[0].network_address + 1  # the podCIDR's .1, which host-local never hands to a pod
+
+    def remote_facts(self) -> list[tuple]:
+        """Per node, once: (name, underlay IP, VTEP address, VTEP MAC, pod prefixes)."""
+        if self._remote_facts is None:
+            device = self.mode.device
+            self._remote_facts = [
+                (name, node.ip, self.tunnel_address(name), self.mac(name, device) if device else None,
+                 self.prefixes[name])
+                for name, node in self.nodes.items()
+            ]
+        return self._remote_facts
+
+    def same_subnet(self, a: str, b: str) -> bool:
+        return self.nodes[a].rack == self.nodes[b].rack
+
+    def segment_subnet(self, ip: IPAddress) -> IPNetwork:
+        if self.net.node_subnet is not None and ip in self.net.node_subnet:
+            return self.net.node_subnet
+        default = ipaddress.ip_network(DEFAULT_NODE_SUBNET)
+        return default if ip in default else ipaddress.ip_network(f"{ip}/24", strict=False)
+
+    def masquerade_rule(self, cidr: IPNetwork) -> str:
+        if self.net.cni == "flannel-vxlan":
+            return (f'-A FLANNEL-POSTRTG -s {cidr} ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" '
+                    "-j MASQUERADE --random-fully")
+        if self.family == "calico":
+            return (f"-A cali-nat-outgoing -m set --match-set cali40masq-ipam-pools src -m set ! --match-set "
+                    f"cali40all-ipam-pools dst -j MASQUERADE --random-fully   (IPPool {cidr} natOutgoing)")
+        if self.family == "cilium":
+            return f"-A CILIUM_POST_nat -s {cidr} ! -d {cidr} ! -o cilium_+ -j MASQUERADE   (enable-ipv4-masquerade)"
+        return f"-A POSTROUTING -s {cidr} ! -d {cidr} -j MASQUERADE"
+
+    # -- one namespace each ------------------------------------------------------------
+
+    def build(self, name: str) -> Namespace:
+        kind = self.kinds[name]
+        if kind == "pod":
+            return self.pod(self.cluster.pod(name[len("pod:"):]))
+        if kind == "node":
+            return self.node(name)
+        return self.spine() if name == "spine" else self.tor(next(r for r in self.net.racks if r.tor == name))
+
+    def pod(self, pod) -> Namespace:
+        host_if = veth_name(self.family, pod.key)
+        segment = self.pod_segment(pod, host_if)
+        ip, ns = pod.ips[0], pod_namespace(pod.key)
+        mac = self.mac(pod.key, "eth0")
+        if self.family == "bridge":
+            cidr = next(c for c in self.nodes[pod.node].pod_cidrs if ip in c)
+            eth0 = Interface("eth0", "veth", mac, self.pod_mtu, (_iface(ip, cidr.prefixlen),), segment=segment,
+                             peer=(pod.node, host_if))
+            routes = (Route("default", via=cidr.network_address + 1, dev="eth0"),
+                      Route(cidr, dev="eth0", proto="kernel", scope="link", src=ip))
+        elif self.family == "calico":
+            eth0 = Interface("eth0", "veth", mac, self.pod_mtu, (_iface(ip, 32),), segment=segment,
+                             peer=(pod.node, host_if))
+            routes = (Route("default", via=CALICO_GATEWAY, dev="eth0"),
+                      Route(ipaddress.ip_network(f"{CALICO_GATEWAY}/32"), dev="eth0", scope="link"))
+        else:  # Cilium keeps the veth at the host MTU and puts the tunnel's MTU on the pod's routes
+            router = self.tunnel_address(pod.node)
+            eth0 = Interface("eth0", "veth", mac, self.net.mtu, (_iface(ip, 32),), segment=segment,
+                             peer=(pod.node, host_if))
+            routes = (Route("default", via=router, dev="eth0", mtu=self.pod_mtu if self.mode.encapsulation else None),
+                      Route(ipaddress.ip_network(f"{router}/32"), dev="eth0", scope="link"))
+        return Namespace(ns, "pod", {"eth0": eth0}, routes, node=pod.node)
+
+    def underlay_port(self, node: str) -> Interface:
+        """A node's eth0 alone (what ARP on the underlay needs), without its other devices."""
+        ip = self.nodes[node].ip
+        rack = self.net.rack_of(node)
+        subnet = rack.subnet if rack else self.segment_subnet(ip)
+        return Interface(UNDERLAY_DEV, "ethernet", self.mac(node, UNDERLAY_DEV), self.net.mtu,
+                         (_iface(ip, subnet.prefixlen),), segment=self.underlay_segment(node))
+
+    def interfaces(self, name: str) -> dict[str, Interface]:
+        """A namespace's interfaces alone: cheap, for ARP and bridge lookups across the cluster."""
+        kind = self.kinds[name]
+        if kind == "pod":
+            return self.pod(self.cluster.pod(name[len("pod:"):])).interfaces
+        if kind == "router":
+            return self.build(name).interfaces
+        return self.node_interfaces(name)[0]
+
+    def node_interfaces(self, name: str) -> tuple[dict[str, Interface], list[Route]]:
+        """A node's devices, and the routes that come with them (connected, pods, default)."""
+        node, mode = self.nodes[name], self.mode
+        rack = self.net.rack_of(name)
+        subnet = rack.subnet if rack else self.segment_subnet(node.ip)
+        interfaces = {UNDERLAY_DEV: self.underlay_port(name)}
+        routes: list[Route] = []
+        if rack:
+            routes.append(Route("default", via=rack.subnet.network_address + 1, dev=UNDERLAY_DEV))
+        routes.append(Route(subnet, dev=UNDERLAY_DEV, proto="kernel", scope="link", src=node.ip))
+        router = self.tunnel_address(name)
+        # the pods' side: bridge cni0, or one veth (and /32 route) per pod
+        if self.family == "bridge":
+            for cidr in node.pod_cidrs[:1]:
+                gateway = cidr.network_address + 1
+                interfaces[BRIDGE] = Interface(BRIDGE, "bridge", self.mac(name, BRIDGE), self.pod_mtu,
+                                               (_iface(gateway, cidr.prefixlen),), segment=f"bridge:{name}")
+                routes.append(Route(cidr, dev=BRIDGE, proto="kernel", scope="link", src=gateway))
+        elif self.family == "calico":
+            routes.extend(Route(block, proto="bird", type="blackhole") for block in self.prefixes[name])
+        elif router is not None:
+            interfaces[CILIUM_HOST] = Interface(CILIUM_HOST, "veth", self.mac(name, CILIUM_HOST), self.net.mtu,
+                                                (_iface(router, 32),))
+            routes.extend(Route(cidr, via=router, dev=CILIUM_HOST, proto="kernel", src=router)
+                          for cidr in self.prefixes[name])
+        for pod in self.pods_by_node[name]:
+            host_if = veth_name(self.family, pod.key)
+            if self.family == "bridge":
+                interfaces[host_if] = Interface(host_if, "veth", self.mac(pod.key, host_if), self.pod_mtu,
+                                                master=BRIDGE, peer=(pod_namespace(pod.key), "eth0"))
+                continue
+            calico = self.family == "calico"
+            interfaces[host_if] = Interface(host_if, "veth", CALICO_HOST_MAC if calico else self.mac(pod.key, host_if),
+                                            self.pod_mtu if calico else self.net.mtu,
+                                            segment=self.pod_segment(pod, host_if),
+                                            peer=(pod_namespace(pod.key), "eth0"), proxy_arp=True)
+            routes.append(Route(ipaddress.ip_network(f"{pod.ips[0]}/32"), dev=host_if, scope="link"))
+        # the tunnel device
+        if mode.encapsulation == "ipip":
+            interfaces[mode.device] = Interface(mode.device, "ipip", None, self.tunnel_mtu,
+                                                (_iface(router, 32),) if router else ())
+        elif mode.encapsulation is not None:
+            interfaces[mode.device] = Interface(
+                mode.device, mode.encapsulation, None if mode.flow_based else self.mac(name, mode.device),
+                self.net.mtu if mode.flow_based else self.tunnel_mtu,
+                () if mode.flow_based or router is None else (_iface(router, 32),),
+                vni=mode.vni, port=mode.udp_port, local=None if mode.flow_based else node.ip,
+                flow_based=mode.flow_based)
+        return interfaces, routes
+
+    def node(self, name: str) -> Namespace:
+        mode = self.mode
+        interfaces, routes = self.node_interfaces(name)
+        router = self.tunnel_address(name)
+        # what the agent programs for every other node
+        neighbors: list[Neighbor] = []
+        fdb: list[FdbEntry] = []
+        tunnel_map: list[TunnelMapEntry] = []
+        proto = "bird" if self.family == "calico" else None
+        vxlan_proto = "80" if self.family == "calico" else None  # Felix's route protocol number
+        device = mode.device
+        for other, ip, vtep, vtep_mac, prefixes in self.remote_facts():
+            if other == name:
+                continue
+            same = self.same_subnet(name, other)
+            direct = mode.encapsulation is None or (mode.same_subnet_direct and same)
+            if direct:
+                if same:  # across racks the default route to the ToR carries it; the fabric knows the prefix
+                    routes.extend(Route(prefix, ip, UNDERLAY_DEV, proto) for prefix in prefixes)
+            elif mode.flow_based:
+                for prefix in prefixes:
+                    routes.append(Route(prefix, router, CILIUM_HOST, "kernel", None, router, False, self.pod_mtu))
+                    tunnel_map.append(TunnelMapEntry(prefix, ip))
+            elif mode.encapsulation == "ipip":
+                routes.extend(Route(prefix, ip, device, "bird", onlink=True) for prefix in prefixes)
+            else:
+                for prefix in prefixes:
+                    routes.append(Route(prefix, vtep, device, vxlan_proto, None, None, True))
+                neighbors.append(Neighbor(vtep, device, vtep_mac))
+                fdb.append(FdbEntry(vtep_mac, device, ip))
+        masquerade = tuple((cidr, (cidr, ipaddress.ip_network("224.0.0.0/4")), self.masquerade_rule(cidr))
+                           for cidr in self.net.pod_cidrs[:1])
+        return Namespace(name, "node", interfaces, tuple(routes), tuple(neighbors), tuple(fdb), tuple(tunnel_map),
+                         masquerade, node=name)
+
+    def natively_routed_fabric(self) -> bool:
+        return self.mode.encapsulation is None or self.mode.same_subnet_direct
+
+    def tor(self, rack) -> Namespace:
+        i = self.net.racks.index(rack)
+        link = self.links[i]
+        spine_ip, tor_ip = link.network_address, link.network_address + 1
+        gateway = rack.subnet.network_address + 1
+        interfaces = {
+            "rack": Interface("rack", "ethernet", self.mac(rack.tor, "rack"), self.net.mtu,
+                              (_iface(gateway, rack.subnet.prefixlen),), segment=f"underlay:{rack.name}"),
+            "uplink": Interface("uplink", "ethernet", self.mac(rack.tor, "uplink"), self.net.mtu,
+                                (_iface(tor_ip, 31),), segment=f"fabric:{rack.tor}"),
+        }
+        routes = [Route("default", via=spine_ip, dev="uplink"),
+                  Route(rack.subnet, dev="rack", proto="kernel", scope="link", src=gateway),
+                  Route(link, dev="uplink", proto="kernel", scope="link", src=tor_ip)]
+        if self.natively_routed_fabric():
+            routes.extend(Route(prefix, via=self.nodes[n].ip, dev="rack", proto="bgp")
+                          for n in rack.nodes if n in self.nodes for prefix in self.prefixes[n])
+        return Namespace(rack.tor, "router", interfaces, tuple(routes))
+
+    def spine(self) -> Namespace:
+        interfaces, routes = {}, []
+        for rack, link in zip(self.net.racks, self.links):
+            spine_ip, tor_ip = link.network_address, link.network_address + 1
+            interfaces[rack.tor] = Interface(rack.tor, "ethernet", self.mac("spine", rack.tor), self.net.mtu,
+                                             (_iface(spine_ip, 31),), segment=f"fabric:{rack.tor}")
+            routes.append(Route(link, dev=rack.tor, proto="kernel", scope="link", src=spine_ip))
+            routes.append(Route(rack.subnet, via=tor_ip, dev=rack.tor, proto="bgp"))
+            if self.natively_routed_fabric():
+                routes.extend(Route(prefix, via=tor_ip, dev=rack.tor, proto="bgp")
+                              for n in rack.nodes if n in self.nodes for prefix in self.prefixes[n])
+        return Namespace("spine", "router", interfaces, tuple(routes))
+
+
+def build_topology(cluster: Cluster) -> Topology:
+    """Every namespace, interface and table entry of the cluster's network."""
+    return Topology(_Builder(cluster))

@@ -164,3 +164,17 @@ def test_ipv6_pods_need_1280():
 def test_fabric_range_clash_is_refused():
     with pytest.raises(Overlap, match="fabric links.*podCIDRs 172.31.0.0/16"):
         Cluster(pod_cidr="172.31.0.0/16", service_cidr="10.96.0.0/12", racks=TWO_RACKS)
+
+
+def test_mtu_table_matches_the_cnis_constants():
+    # datapath.md §1.5: VXLAN 1450/8950 (v4) 1430/8930 (v6); IP-in-IP 1480/8980; WireGuard Calico 1440/1420,
+    # Cilium/flannel 1420; WireGuard + VXLAN 1370 (Cilium getRouteMTU); Geneve + DSR option 1438.
+    from kubenet_lab.overlay.mtu import mtu_table
+
+    rows = {r[0]: r[1:] for r in mtu_table().rows}
+    assert rows["VXLAN (flannel, Calico, Cilium)"] == ("50", "1450", "8950", "70", "1430", "8930")
+    assert rows["IP-in-IP (Calico tunl0)"] == ("20", "1480", "8980", "-", "-", "-")
+    assert rows["WireGuard (Calico)"][:2] == ("60", "1440") and rows["WireGuard (Calico)"][4] == "1420"
+    assert rows["WireGuard (Cilium, flannel)"][1] == "1420"
+    assert rows["WireGuard + VXLAN (Cilium)"][1] == "1370"
+    assert rows["Geneve + 12-byte DSR option (Cilium)"][1] == "1438"

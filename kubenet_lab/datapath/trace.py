@@ -284,6 +284,9 @@ class _Walk:
             iface = self.topology.port(peer_ns, peer_if)
             if iface.has_address(ip) or (iface.proxy_arp and peer_ns != ns.name):
                 return iface.mac, f"{ip} dev {dev} lladdr {iface.mac} REACHABLE", f"{peer_ns}/{peer_if}"
+        segment = ns.interfaces[dev].segment or ""
+        if segment.startswith("underlay") and any(r.dst == "default" and r.via == ip for r in ns.routes):
+            raise _Drop("exited", f"leaves the lab through the underlay's default gateway {ip}")
         raise _Drop("dropped", f"{ns.name}: no answer to ARP for {ip} on {dev} (neighbour FAILED)")
 
     def transmit(self, ns: Namespace, dev: str, next_hop: IPAddress, packet: Packet) -> None:

@@ -14,7 +14,7 @@ from scapy.packet import Raw
 
 from .packet import Frame, Packet
 
-__all__ = ["build", "frame_ip"]
+__all__ = ["build", "frame_ip", "bind_layers"]
 
 _GENEVE = None
 
@@ -26,6 +26,12 @@ def _geneve():
 
         _GENEVE = GENEVE
     return _GENEVE
+
+
+def bind_layers() -> None:
+    """Make scapy dissect everything the walk builds: VXLAN on Linux's port 8472 is bound by
+    scapy's own VXLAN layer, Geneve by its contrib layer, loaded here."""
+    _geneve()
 
 
 def _ip_id(*parts: object) -> int:

@@ -358,6 +358,16 @@ class _Builder:
                       Route(ipaddress.ip_network(f"{router}/32"), dev="eth0", scope="link"))
         return Namespace(ns, "pod", {"eth0": eth0}, routes, node=pod.node)
 
+    def gateway(self, node: str) -> IPAddress:
+        """A node's default gateway: its ToR (the rack subnet's .1), or on a flat segment the segment's
+        router, outside the lab, at .1 (or the last host address when a node holds .1)."""
+        rack = self.net.rack_of(node)
+        if rack:
+            return rack.subnet.network_address + 1
+        subnet = self.segment_subnet(self.nodes[node].ip)
+        first = subnet.network_address + 1
+        return first if all(n.ip != first for n in self.nodes.values()) else subnet.broadcast_address - 1
+
     def underlay_port(self, node: str) -> Interface:
         """A node's eth0 alone (what ARP on the underlay needs), without its other devices."""
         ip = self.nodes[node].ip
@@ -381,10 +391,8 @@ class _Builder:
         rack = self.net.rack_of(name)
         subnet = rack.subnet if rack else self.segment_subnet(node.ip)
         interfaces = {UNDERLAY_DEV: self.underlay_port(name)}
-        routes: list[Route] = []
-        if rack:
-            routes.append(Route("default", via=rack.subnet.network_address + 1, dev=UNDERLAY_DEV))
-        routes.append(Route(subnet, dev=UNDERLAY_DEV, proto="kernel", scope="link", src=node.ip))
+        routes = [Route("default", via=self.gateway(name), dev=UNDERLAY_DEV),
+                  Route(subnet, dev=UNDERLAY_DEV, proto="kernel", scope="link", src=node.ip)]
         router = self.tunnel_address(name)
         # the pods' side: bridge cni0, or one veth (and /32 route) per pod
         if self.family == "bridge":

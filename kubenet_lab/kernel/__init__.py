@@ -1,0 +1,10 @@
+"""The kernel lab: scenarios realised in Linux network namespaces, to check the simulator against the kernel.
+
+:func:`~kubenet_lab.kernel.plan.plan` computes the commands (no root needed to read them);
+:class:`~kubenet_lab.kernel.lab.KernelLab` runs them, probes, and verifies walks. Chapter 10.
+"""
+
+from .lab import KernelLab, PingResult, Verdict, missing_requirements
+from .plan import Command, plan, unsupported_reason
+
+__all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements", "Command", "plan", "unsupported_reason"]

@@ -1,0 +1,298 @@
+"""The kernel lab: a scenario built in real Linux network namespaces, probed, and compared with the walk.
+
+    with KernelLab(cluster) as lab:
+        result = lab.ping("web-1", "web-3", size=1450)
+        lab.verify(cluster.trace("web-1", "web-3"))
+
+It needs root on Linux with iproute2, iptables, ping and dumpcap (tshark's
+capture tool). Everything it creates lives in network namespaces named
+``knl<6 hex>-…`` (:mod:`kubenet_lab.kernel.plan`); it touches nothing of the
+host's own namespace, and it removes its namespaces when the ``with`` block
+ends, when a command fails, and on SIGINT/SIGTERM. ``KernelLab.cleanup_all()``
+removes leftovers of labs that were killed before they could clean up.
+
+:meth:`KernelLab.verify` replays a trace: it sends the same packet (an ICMP
+echo of the same size, with or without DF) from the same namespace, captures
+the underlay where the walk has its encapsulated hop, and checks that the
+kernel (a) delivered or dropped as the walk said, the same way (EMSGSIZE at
+the sender, ICMP "fragmentation needed" with the same next-hop MTU), and (b)
+put the same bytes on the wire, except what the kernel randomises: the IP ID,
+checksums, and the outer UDP source port (checked to lie in 32768-60999).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidValue
+from .plan import Command, LabNames, is_lab_command, plan, unsupported_reason
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
+    from ..datapath.trace import Trace
+
+__all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements"]
+
+TOOLS = ("ip", "bridge", "iptables-restore", "ping", "dumpcap")
+COMMAND_TIMEOUT_S = 20
+
+
+def missing_requirements() -> str | None:
+    """Why the lab cannot run on this machine, in one line, or None."""
+    if os.name != "posix" or not Path("/proc/self/ns/net").exists():
+        return "the kernel lab needs Linux network namespaces"
+    if os.geteuid() != 0:
+        return "the kernel lab needs root (network namespaces); on Binder it steps aside"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"the kernel lab needs {', '.join(missing)} (apt-get install iproute2 iptables iputils-ping tshark)"
+    return None
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """What ``ping -c 1`` said: delivered or not, and the kernel's own words."""
+
+    delivered: bool
+    output: str
+
+    @property
+    def too_long(self) -> bool:
+        return "message too long" in self.output.lower()
+
+    @property
+    def frag_needed_mtu(self) -> int | None:
+        match = re.search(r"frag needed and DF set \(mtu = (\d+)\)", self.output, re.IGNORECASE)
+        return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The kernel's answer to one walk: agree or not, and why."""
+
+    agrees: bool
+    expected: str
+    observed: str
+    notes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        mark = "agree" if self.agrees else "DISAGREE"
+        extra = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return f"{mark}: walk {self.expected}, kernel {self.observed}{extra}"
+
+
+class KernelLab:
+    """A cluster realised in network namespaces; use as a context manager."""
+
+    def __init__(self, cluster: Cluster, prefix: str | None = None):
+        self.cluster = cluster
+        self.topology = cluster.topology()
+        self.prefix = prefix or f"knl{secrets.token_hex(3)}"
+        self.names = LabNames(self.prefix)
+        self.commands: list[Command] = plan(self.topology, self.prefix)
+        for command in self.commands:
+            if not is_lab_command(command, self.prefix):  # the safety rule, checked before anything runs
+                raise RuntimeError(f"refusing a command outside the lab's namespaces: {command}")
+        self._previous_handlers: dict[int, object] = {}
+        self.up_ = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> KernelLab:
+        self.up()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    def up(self) -> None:
+        """Create every namespace, link and table entry; undo everything if any step fails."""
+        reason = missing_requirements() or unsupported_reason(self.topology)
+        if reason:
+            raise InvalidValue(f"KernelLab {self.prefix}", "cluster", self.cluster.network.cni, f"cannot be built: {reason}")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        self.up_ = True
+        try:
+            for command in self.commands:
+                self._run(command)
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Delete every namespace of this lab (its links and processes go with them)."""
+        for netns in self._namespaces():
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=COMMAND_TIMEOUT_S)
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+        self.up_ = False
+
+    def _on_signal(self, signum, frame) -> None:
+        self.down()
+        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
+    def _namespaces(self) -> list[str]:
+        listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        return [line.split()[0] for line in listing.stdout.splitlines()
+                if line.split() and line.split()[0].startswith(self.prefix + "-")]
+
+    @staticmethod
+    def cleanup_all() -> list[str]:
+        """Remove the namespaces of every kubenet-lab kernel lab (``kubenet-lab lab down --all``)."""
+        listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        removed = []
+        for line in listing.stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            if re.match(r"^knl[0-9a-f]{6}-", name):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=COMMAND_TIMEOUT_S)
+                removed.append(name)
+        return removed
+
+    def _run(self, command: Command) -> str:
+        result = subprocess.run(command.argv, input=command.stdin, capture_output=True, text=True,
+                                timeout=COMMAND_TIMEOUT_S)
+        if result.returncode != 0:
+            raise RuntimeError(f"{command} failed: {result.stderr.strip() or result.stdout.strip()}")
+        return result.stdout
+
+    # -- probes ------------------------------------------------------------------------
+
+    def netns_of(self, name: str) -> str:
+        """The lab namespace of a pod or node name."""
+        from ..datapath.trace import _resolve
+
+        namespace, _ = _resolve(self.cluster, name, "src")
+        if namespace is None:
+            raise InvalidValue(f"KernelLab {self.prefix}", "src", name, "must be a pod or node of the cluster")
+        return self.names.netns(namespace, self.topology.kinds[namespace])
+
+    def ping(self, src: str, dst_ip: str, *, size: int = 84, df: bool = True) -> PingResult:
+        """One ICMP echo of ``size`` bytes (IP length) from ``src``'s namespace, as ``ping -c 1`` sends it."""
+        argv = ("ip", "netns", "exec", self.netns_of(src), "ping", "-n", "-c", "1", "-W", "2",
+                "-M", "do" if df else "dont", "-s", str(size - 28), str(dst_ip))
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        return PingResult(result.returncode == 0, (result.stdout + result.stderr).strip())
+
+    def capture(self, netns: str, interface: str, action, *, seconds: float = 3.0) -> Path:
+        """Run ``action()`` while dumpcap records ``interface`` in lab namespace ``netns``; return the pcap."""
+        if not netns.startswith(self.prefix + "-"):
+            raise InvalidValue(f"KernelLab {self.prefix}", "netns", netns, "must be one of this lab's namespaces")
+        path = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-")) / "capture.pcap"
+        dumpcap = subprocess.Popen(["ip", "netns", "exec", netns, "dumpcap", "-q", "-P", "-i", interface, "-a",
+                                    f"duration:{seconds:g}", "-w", str(path)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 5
+            while not path.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # dumpcap writes the file header before it has opened the interface
+            action()
+        finally:
+            try:
+                dumpcap.wait(timeout=seconds + 10)
+            except subprocess.TimeoutExpired:
+                dumpcap.kill()
+                dumpcap.wait()
+        return path
+
+    # -- verification ------------------------------------------------------------------
+
+    def verify(self, trace: Trace) -> Verdict:
+        """Replay ``trace`` (an ICMP echo) in the kernel and compare outcome and on-wire bytes."""
+        if trace.proto != "icmp":
+            raise InvalidValue(f"KernelLab {self.prefix}", "trace.proto", trace.proto, "must be icmp for now")
+        first = trace.hops[0].state.inner
+        size, df = first.length, first.df
+        underlay = next((h for h in trace.wire_hops if h.state.outer is not None), None)
+        captured: list = []
+        if underlay is not None:
+            netns = self.names.netns(underlay.namespace, self.topology.kinds[underlay.namespace])
+            result_box: list[PingResult] = []
+            pcap = self.capture(netns, underlay.interface, lambda: result_box.append(self.ping(trace.src, str(trace.dst), size=size, df=df)))
+            result = result_box[0]
+            from scapy.layers.l2 import Ether
+            from scapy.utils import rdpcap
+
+            from ..datapath import wire
+
+            wire.bind_layers()  # so the capture dissects as deep as the walk's packets
+            captured = [Ether(bytes(p)) for p in rdpcap(str(pcap))]
+            shutil.rmtree(pcap.parent, ignore_errors=True)
+        else:
+            result = self.ping(trace.src, str(trace.dst), size=size, df=df)
+        notes: list[str] = []
+        observed = "delivered" if result.delivered else "dropped"
+        # "exited" leaves the lab through a gateway the lab does not have: the kernel cannot deliver it either.
+        agrees = (trace.outcome == "delivered") == result.delivered
+        if trace.outcome == "dropped" and "EMSGSIZE" in trace.reason:
+            agrees &= result.too_long
+            notes.append("sender refused: message too long" if result.too_long else f"kernel said: {result.output[-120:]}")
+        icmp = next((h for h in trace.hops if h.action == "icmp"), None)
+        if icmp is not None:
+            agrees &= result.frag_needed_mtu == icmp.state.inner.next_hop_mtu
+            notes.append(f"frag needed, kernel mtu {result.frag_needed_mtu}, walk mtu {icmp.state.inner.next_hop_mtu}")
+        if underlay is not None and trace.outcome == "delivered":
+            same, why = _same_on_wire(underlay.packet, captured)
+            agrees &= same
+            notes.append(why)
+        return Verdict(agrees, f"{trace.outcome} ({trace.reason})", observed, tuple(notes))
+
+
+def _normalised(packet) -> bytes:
+    """Bytes with what differs by design zeroed: IP IDs, checksums and the outer UDP source port (the
+    kernel randomises them), and the echo's identifier and data (ping's own choice: its process's id,
+    a timestamp and a byte pattern; the walk's echo carries zeros)."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.packet import Raw
+
+    copy = packet.copy()
+    for layer in (IP, UDP, ICMP):
+        index = 1
+        while copy.getlayer(layer, index) is not None:
+            part = copy.getlayer(layer, index)
+            part.chksum = 0
+            if layer is IP:
+                part.id = 0
+                if part.flags.MF and part.frag == 0 and part.proto in (1, 17) and isinstance(part.payload, Raw):
+                    # a first fragment: scapy leaves its payload undissected; dissect, normalise, put back
+                    data = part.payload.load
+                    inner = (ICMP if part.proto == 1 else UDP)(data)
+                    if part.proto == 17:
+                        inner.sport = 0
+                    part.payload.load = _normalised(inner)[: len(data)]
+            if layer is UDP and index == 1:
+                part.sport = 0
+            if layer is ICMP:
+                part.id = 0
+                if isinstance(part.payload, Raw):
+                    part.payload.load = bytes(len(part.payload.load))
+            index += 1
+    return bytes(copy)
+
+
+def _same_on_wire(expected, captured: list) -> tuple[bool, str]:
+    """Whether a captured packet equals the walk's, randomised fields aside."""
+    from scapy.layers.inet import UDP
+
+    pieces = expected if isinstance(expected, list) else [expected]
+    want = _normalised(pieces[0])
+    for packet in captured:
+        if len(packet) == len(pieces[0]) and _normalised(packet) == want:
+            sport = packet[UDP].sport if packet.haslayer(UDP) else None
+            if sport is not None and not 32768 <= sport <= 60999:
+                return False, f"outer UDP source port {sport} outside 32768-60999"
+            return True, f"on-wire bytes equal ({len(packet)} bytes, randomised fields aside)"
+    sizes = sorted({len(p) for p in captured})
+    return False, f"no captured packet equals the walk's {len(pieces[0])}-byte packet (captured sizes {sizes})"

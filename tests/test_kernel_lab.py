@@ -1,0 +1,106 @@
+"""The kernel lab: the plan (no root needed) and, as root, the kernel agreeing with the walk.
+
+The root tests build each scenario in network namespaces named knl<hex>-..., send the
+walk's packet with ping, capture the underlay with dumpcap, and require the same verdict
+and the same bytes (IP IDs, checksums, the outer UDP source port and ping's own echo
+data aside). They remove every namespace they made, whatever happens.
+"""
+
+import subprocess
+
+import pytest
+
+from kubenet_lab import Cluster
+from kubenet_lab.kernel import KernelLab, missing_requirements, plan
+from kubenet_lab.kernel.plan import is_lab_command
+
+TWO_RACKS = [{"name": "rack-1", "subnet": "192.168.1.0/24", "tor": {"name": "tor-1"}},
+             {"name": "rack-2", "subnet": "192.168.2.0/24", "tor": {"name": "tor-2"}}]
+
+
+def cluster(cni="flannel-vxlan", racks=False, **kwargs) -> Cluster:
+    ipam = "calico" if cni.startswith("calico") else "host-local"
+    c = Cluster(cni=cni, ipam=ipam, racks=TWO_RACKS if racks else [], **kwargs)
+    for i in range(1, 4):
+        c.add_node(f"node-{i}", rack=None if not racks else ("rack-1" if i <= 2 else "rack-2"))
+    c.add_pod("a", node="node-1")
+    c.add_pod("b", node="node-1")
+    c.add_pod("y", node="node-2")
+    c.add_pod("x", node="node-3")
+    return c
+
+
+def test_plan_targets_only_lab_namespaces_and_speaks_iproute2():
+    commands = plan(cluster().topology(), "knl0a1b2c")
+    assert all(is_lab_command(c, "knl0a1b2c") for c in commands)
+    text = [str(c) for c in commands]
+    assert ("ip -n knl0a1b2c-n-node-1 link add flannel.1 type vxlan id 1 dstport 8472 local 192.168.0.11 dev eth0 "
+            "nolearning") in text
+    assert "ip -n knl0a1b2c-n-node-1 route replace 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink" in text
+    assert any(t.startswith("bridge -n knl0a1b2c-n-node-1 fdb append ") and t.endswith("dst 192.168.0.12 self permanent")
+               for t in text)
+    # a pod's default route comes after the route that makes its gateway reachable
+    pod = [t for t in text if t.startswith("ip -n knl0a1b2c-p-default-a route")]
+    assert pod[-1].endswith("route replace default via 10.244.0.1 dev eth0")
+
+
+def test_lab_refuses_to_run_anything_outside_its_prefix():
+    from kubenet_lab.kernel.plan import Command
+
+    assert not is_lab_command(Command(("ip", "link", "add", "x", "type", "dummy"), "knl0a1b2c-n-node-1"), "knl0a1b2c")
+    assert not is_lab_command(Command(("ip", "-n", "other", "link"), "other"), "knl0a1b2c")
+
+
+def test_cilium_steps_aside_with_a_reason():
+    from kubenet_lab.kernel import unsupported_reason
+
+    assert "eBPF" in unsupported_reason(cluster("cilium-vxlan").topology())
+
+
+REASON = missing_requirements()
+root_only = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+CASES = [
+    ("flannel-vxlan", {}, [("a", "x", {}), ("a", "b", {}), ("a", "node-2", {}), ("node-1", "y", {}),
+                           ("a", "10.244.2.99", {}), ("a", "x", {"size": 1451}), ("a", "x", {"size": 3000, "df": False})]),
+    ("flannel-vxlan", {"racks": True, "same_subnet_direct": True}, [("a", "y", {}), ("a", "x", {})]),
+    ("calico-vxlan", {}, [("a", "x", {}), ("a", "b", {}), ("node-1", "x", {})]),
+    ("calico-bgp", {"racks": True}, [("a", "x", {}), ("a", "y", {}), ("a", "b", {})]),
+    ("native-routing", {}, [("a", "x", {}), ("a", "b", {})]),
+    ("flannel-vxlan", {"veth_mtu": 1500}, [("a", "x", {"size": 1500}), ("a", "x", {"size": 1500, "df": False})]),
+    ("flannel-vxlan", {"veth_mtu": 1500, "tunnel_mtu": 1500}, [("a", "x", {"size": 1500, "df": False})]),
+]
+
+
+@root_only
+@pytest.mark.parametrize("cni, options, walks", CASES,
+                         ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}" for c, o, _ in CASES])
+def test_kernel_agrees_with_the_walk(cni, options, walks):
+    c = cluster(cni, **options)
+    with KernelLab(c) as lab:
+        prefix = lab.prefix
+        for src, dst, kwargs in walks:
+            dst_ip = str(c.pod(dst).ip) if dst in {p.name for p in c.pods} else dst
+            verdict = lab.verify(c.trace(src, dst_ip if dst.count(".") == 3 else dst, **kwargs))
+            assert verdict.agrees, f"{src} -> {dst} {kwargs}: {verdict}"
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert prefix not in left
+
+
+@root_only
+def test_failed_build_leaves_nothing_behind(monkeypatch):
+    c = cluster()
+    lab = KernelLab(c)
+    real_run = lab._run
+    calls = []
+
+    def fail_late(command):
+        calls.append(command)
+        if len(calls) == 40:
+            raise RuntimeError("injected failure")
+        return real_run(command)
+
+    monkeypatch.setattr(lab, "_run", fail_late)
+    with pytest.raises(RuntimeError, match="injected"):
+        lab.up()
+    assert lab.prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -104,3 +104,46 @@ def test_failed_build_leaves_nothing_behind(monkeypatch):
     with pytest.raises(RuntimeError, match="injected"):
         lab.up()
     assert lab.prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+@root_only
+@pytest.mark.parametrize("scenario", ["three-node-vxlan.yaml", "two-rack-bgp.yaml"])
+def test_lab_check_cli_agrees_on_every_probe(scenario, capsys):
+    from pathlib import Path
+
+    from kubenet_lab.cli import main
+
+    path = Path(__file__).resolve().parent.parent / "scenarios" / scenario
+    assert main(["lab", "check", str(path)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    probes, agree = last.split(" probes, ")
+    assert agree == f"{probes} agree" and int(probes) >= 28
+
+
+@root_only
+def test_lab_up_status_down(capsys):
+    from pathlib import Path
+
+    from kubenet_lab.cli import main
+
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "three-node-vxlan.yaml"
+    assert main(["lab", "up", str(path)]) == 0
+    prefix = capsys.readouterr().out.split()[1]
+    try:
+        assert main(["lab", "status"]) == 0
+        assert f"{prefix}  9 namespaces" in capsys.readouterr().out  # 3 nodes, 5 pods, 1 switch
+    finally:
+        assert main(["lab", "down", prefix]) == 0
+    assert prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert main(["lab", "down", "not-a-prefix"]) == 2
+
+
+def test_lab_cli_refuses_cilium_with_a_reason(capsys):
+    from pathlib import Path
+
+    from kubenet_lab.cli import main
+
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "dual-stack.yaml"
+    assert main(["lab", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "eBPF" in err or "root" in err or "needs" in err

@@ -185,23 +185,30 @@ class KernelLab:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
         return PingResult(result.returncode == 0, (result.stdout + result.stderr).strip())
 
-    def capture(self, netns: str, interface: str, action, *, seconds: float = 3.0) -> Path:
-        """Run ``action()`` while dumpcap records ``interface`` in lab namespace ``netns``; return the pcap."""
+    def capture(self, netns: str, interface: str, action, *, seconds: float = 10.0) -> Path:
+        """Run ``action()`` while dumpcap records ``interface`` in lab namespace ``netns``; return the pcap.
+
+        dumpcap is stopped as soon as the action is done (``seconds`` only bounds a stuck capture).
+        """
         if not netns.startswith(self.prefix + "-"):
             raise InvalidValue(f"KernelLab {self.prefix}", "netns", netns, "must be one of this lab's namespaces")
         path = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-")) / "capture.pcap"
-        dumpcap = subprocess.Popen(["ip", "netns", "exec", netns, "dumpcap", "-q", "-P", "-i", interface, "-a",
+        dumpcap = subprocess.Popen(["ip", "netns", "exec", netns, "dumpcap", "-P", "-i", interface, "-a",
                                     f"duration:{seconds:g}", "-w", str(path)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
+            # dumpcap names its output file once the interface is open; give the capture a moment more
             deadline = time.monotonic() + 5
-            while not path.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.3)  # dumpcap writes the file header before it has opened the interface
+            line = ""
+            while not line.startswith("File:") and time.monotonic() < deadline and dumpcap.poll() is None:
+                line = dumpcap.stderr.readline()
+            time.sleep(0.5)
             action()
+            time.sleep(0.5)  # let the last replies reach the interface
         finally:
+            dumpcap.send_signal(signal.SIGINT)  # dumpcap flushes and closes the file on SIGINT
             try:
-                dumpcap.wait(timeout=seconds + 10)
+                dumpcap.wait(timeout=seconds)
             except subprocess.TimeoutExpired:
                 dumpcap.kill()
                 dumpcap.wait()

@@ -214,3 +214,13 @@ def test_cli_trace_prints_the_walk_and_writes_a_pcap(tmp_path, capsys):
     assert pcap.stat().st_size > 0
     assert main(["trace", str(ROOT / "scenarios/three-node-vxlan.yaml"), "web-1", "ghost"]) == 2
     assert "'dst'" in capsys.readouterr().err
+
+
+def test_ipip_tunnel_sends_frag_needed_with_the_underlay_less_20():
+    # tunl0 copies DF to the outer header; a pod told 1500 on a 1500 underlay gets ICMP
+    # "fragmentation needed" with MTU 1480 from its node (ip_tunnel's tnl_update_pmtu).
+    c = cluster("calico-ipip", veth_mtu=1500, tunnel_mtu=1500)
+    t = c.trace("a", "x", size=1500)
+    icmp = t.hops[-1]
+    assert icmp.action == "icmp" and icmp.namespace == "node-1" and icmp.state.inner.next_hop_mtu == 1480
+    assert repr(t).startswith("<Trace a -> 10.244.") and len(repr(t)) < 120

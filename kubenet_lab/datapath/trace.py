@@ -118,6 +118,9 @@ class Trace:
         wrpcap(str(path), packets)
         return path
 
+    def __repr__(self) -> str:
+        return f"<Trace {self.src} -> {self.dst} {self.proto} ({self.mode}): {self.outcome}, {len(self.hops)} hops>"
+
     def __str__(self) -> str:
         head = f"trace {self.src} -> {self.dst} {self.proto} ({self.mode}): {self.outcome}"
         if self.reason:
@@ -225,7 +228,8 @@ class _Walk:
     def egress(self, ns: Namespace, route: Route, packet: Packet, *, local: bool) -> None:
         device = ns.interfaces[route.dev]
         next_hop = route.via if route.via is not None else packet.dst
-        packet = self.check_mtu(ns, device.name, device.mtu if route.mtu is None else route.mtu, packet, local=local)
+        packet = self.check_mtu(ns, device.name, device.mtu if route.mtu is None else route.mtu, packet, local=local,
+                                what=None if route.mtu is None else f"the route's mtu {route.mtu}")
         if device.name == CILIUM_HOST and self.topology.mode.flow_based:
             # The host's own traffic to pods enters Cilium's eBPF datapath at cilium_host (bpf_host).
             if self.cilium_forward(ns, packet, device.name):
@@ -234,7 +238,7 @@ class _Walk:
         if device.kind in ("vxlan", "geneve") and not device.flow_based:
             return self.encapsulate_vxlan(ns, device, next_hop, packet)
         if device.kind == "ipip":
-            return self.encapsulate_ipip(ns, device, next_hop, packet)
+            return self.encapsulate_ipip(ns, device, next_hop, packet, local=local)
         packet = self.masquerade(ns, device, packet)
         self.transmit(ns, device.name, next_hop, packet)
 
@@ -250,27 +254,32 @@ class _Walk:
                 self.hop(ns.name, device.name, "masquerade", f"source {inner.src} -> {new_src}", rule, packet)
         return packet
 
-    def check_mtu(self, ns: Namespace, dev: str, mtu: int, packet: Packet, *, local: bool) -> Packet:
-        """The packet as it leaves ``dev``: unchanged, fragmented (DF clear), or not at all (DF set)."""
+    def check_mtu(self, ns: Namespace, dev: str, mtu: int, packet: Packet, *, local: bool,
+                  what: str | None = None) -> Packet:
+        """The packet as it leaves ``dev``: unchanged, fragmented (DF clear), or not at all (DF set).
+
+        ``what`` names where the MTU comes from when it is not the device's own (a route's ``mtu``).
+        """
         if packet.length <= mtu:
             return packet
+        what = what or f"{dev} mtu {mtu}"
         if packet.df:
             if local:  # the sender's own stack refuses: ping -M do says "message too long"
-                self.hop(ns.name, dev, "drop", f"{packet.length}-byte packet > MTU {mtu} with DF set", f"{dev} mtu {mtu}", packet)
-                raise _Drop("dropped", f"EMSGSIZE at the sender: {packet.length} bytes > {dev} MTU {mtu} (DF set)")
+                self.hop(ns.name, dev, "drop", f"{packet.length}-byte packet > MTU {mtu} with DF set", what, packet)
+                raise _Drop("dropped", f"EMSGSIZE at the sender: {packet.length} bytes > MTU {mtu} ({what}), DF set")
             original = packet.inner
             # The error goes back to the sender, from the address Linux picks for that route.
             source = _source_address(ns, original.src, next(iter(ns.local_addresses())))
             icmp = Frame(src=source, dst=original.src, proto="icmp", icmp_type=3, icmp_code=4, next_hop_mtu=mtu,
                          quoted=original, df=False)
             self.hop(ns.name, dev, "icmp", f"fragmentation needed, next-hop MTU {mtu}, sent to {original.src}",
-                     f"{dev} mtu {mtu}: {packet.length}-byte packet with DF", Packet(icmp))
+                     f"{what}: {packet.length}-byte packet with DF", Packet(icmp))
             raise _Drop("dropped", f"{packet.length} bytes > MTU {mtu} of {dev} at {ns.name} with DF set: "
                                    f"ICMP fragmentation needed (type 3 code 4) from {ns.name}")
         before = packet.length
         packet = packet.fragmented(mtu)
         self.hop(ns.name, dev, "fragment", f"{before} bytes > MTU {mtu}, DF clear: {packet.fragments} fragments, "
-                 f"the largest {packet.length} bytes", f"{dev} mtu {mtu}", packet)
+                 f"the largest {packet.length} bytes", what, packet)
         return packet
 
     def neighbor(self, ns: Namespace, dev: str, ip: IPAddress) -> tuple[str, str, str]:
@@ -349,8 +358,14 @@ class _Walk:
         inner = replace(packet.inner, eth_src=device.mac, eth_dst=neighbor.lladdr)
         self.tunnel(ns, device, inner, entry.dst, entry)
 
-    def encapsulate_ipip(self, ns: Namespace, device, next_hop: IPAddress, packet: Packet) -> None:
+    def encapsulate_ipip(self, ns: Namespace, device, next_hop: IPAddress, packet: Packet, *, local: bool) -> None:
         inner = replace(packet.inner, eth_src=None, eth_dst=None)
+        underlay = self.lookup(ns, next_hop)
+        if underlay is not None and inner.df:
+            # IP-in-IP copies DF to the outer header, so the tunnel enforces the path MTU on the inner
+            # packet: the underlay's MTU less 20 (ip_tunnel's tnl_update_pmtu), an ICMP to the sender.
+            self.check_mtu(ns, device.name, ns.interfaces[underlay.dev].mtu - 20, Packet(inner), local=local,
+                           what=f"{underlay.dev} mtu {ns.interfaces[underlay.dev].mtu} less the 20-byte outer header")
         self.tunnel(ns, device, inner, next_hop, f"route's onlink next hop {next_hop}")
 
     def tunnel(self, ns: Namespace, device, inner: Frame, remote: IPAddress, decided_by) -> None:
@@ -409,7 +424,8 @@ class _Walk:
                  entry, packet)
         route_mtu = next((r.mtu for r in node.routes if r.dev == CILIUM_HOST and r.matches(dst) and r.mtu), None)
         if route_mtu:
-            packet = self.check_mtu(node, device.name, route_mtu, packet, local=arrived_on == CILIUM_HOST)
+            packet = self.check_mtu(node, device.name, route_mtu, packet, local=arrived_on == CILIUM_HOST,
+                                    what=f"the route's mtu {route_mtu}")
         inner = replace(packet.inner, eth_src=node.interfaces[CILIUM_HOST].mac, eth_dst=node.interfaces[CILIUM_HOST].mac)
         self.tunnel(node, device, inner, entry.endpoint, entry)
         return True

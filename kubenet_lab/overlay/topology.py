@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
 
 __all__ = ["Interface", "Namespace", "Topology", "build_topology", "FABRIC_SUBNET", "CALICO_GATEWAY",
-           "CALICO_HOST_MAC", "pod_namespace", "veth_name"]
+           "CALICO_HOST_MAC", "UNDERLAY_DEV", "BRIDGE", "CILIUM_HOST", "pod_namespace", "veth_name"]
 
 FABRIC_SUBNET = ipaddress.ip_network(_FABRIC)
 # Calico pods route everything via this link-local next hop, answered by proxy ARP on the host's

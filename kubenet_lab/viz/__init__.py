@@ -5,7 +5,9 @@ drawing functions take ``ax=None`` and return the matplotlib ``Axes``, and
 import matplotlib only when called, so ``import kubenet_lab`` stays fast.
 """
 
+from .mtu import draw_mtu_budget, draw_pod_mtu_vs_underlay, mtu_explorer, mtu_explorer_model
 from .style import COLORS, apply_style
 from .topology import draw_address_map, draw_topology, topology_graph, topology_layout
 
-__all__ = ["COLORS", "apply_style", "draw_topology", "draw_address_map", "topology_graph", "topology_layout"]
+__all__ = ["COLORS", "apply_style", "draw_topology", "draw_address_map", "topology_graph", "topology_layout",
+           "draw_mtu_budget", "draw_pod_mtu_vs_underlay", "mtu_explorer", "mtu_explorer_model"]

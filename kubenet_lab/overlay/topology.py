@@ -293,6 +293,14 @@ class _Builder:
             return prefixes[0].network_address  # flannel.1 holds the podCIDR's network address as /32
         return prefixes[0].network_address + 1  # the podCIDR's .1, which host-local never hands to a pod
 
+    @property
+    def calico_proto(self) -> str | None:
+        """Who installs Calico's routes: BIRD (``proto bird``) with IP-in-IP or plain BGP, Felix
+        (protocol number 80) in VXLAN mode, which runs without BIRD; None for other CNIs."""
+        if self.family != "calico":
+            return None
+        return "80" if self.net.cni == "calico-vxlan" else "bird"
+
     def remote_facts(self) -> list[tuple]:
         """Per node, once: (name, underlay IP, VTEP address, VTEP MAC, pod prefixes)."""
         if self._remote_facts is None:
@@ -402,7 +410,7 @@ class _Builder:
                                                (_iface(gateway, cidr.prefixlen),), segment=f"bridge:{name}")
                 routes.append(Route(cidr, dev=BRIDGE, proto="kernel", scope="link", src=gateway))
         elif self.family == "calico":
-            routes.extend(Route(block, proto="bird", type="blackhole") for block in self.prefixes[name])
+            routes.extend(Route(block, proto=self.calico_proto, type="blackhole") for block in self.prefixes[name])
         elif router is not None:
             interfaces[CILIUM_HOST] = Interface(CILIUM_HOST, "veth", self.mac(name, CILIUM_HOST), self.net.mtu,
                                                 (_iface(router, 32),))
@@ -441,7 +449,7 @@ class _Builder:
         neighbors: list[Neighbor] = []
         fdb: list[FdbEntry] = []
         tunnel_map: list[TunnelMapEntry] = []
-        proto = "bird" if self.family == "calico" else None
+        proto = self.calico_proto
         vxlan_proto = "80" if self.family == "calico" else None  # Felix's route protocol number
         device = mode.device
         for other, ip, vtep, vtep_mac, prefixes in self.remote_facts():

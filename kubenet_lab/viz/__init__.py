@@ -6,8 +6,12 @@ import matplotlib only when called, so ``import kubenet_lab`` stays fast.
 """
 
 from .mtu import draw_mtu_budget, draw_pod_mtu_vs_underlay, mtu_explorer, mtu_explorer_model
+from .packets import draw_header_stack, header_layers, hexdump, pcap_summary
 from .style import COLORS, apply_style
 from .topology import draw_address_map, draw_topology, topology_graph, topology_layout
+from .walk import draw_trace, draw_tunnels, trace_legs, tunnels
 
 __all__ = ["COLORS", "apply_style", "draw_topology", "draw_address_map", "topology_graph", "topology_layout",
-           "draw_mtu_budget", "draw_pod_mtu_vs_underlay", "mtu_explorer", "mtu_explorer_model"]
+           "draw_mtu_budget", "draw_pod_mtu_vs_underlay", "mtu_explorer", "mtu_explorer_model",
+           "draw_header_stack", "header_layers", "hexdump", "pcap_summary",
+           "draw_tunnels", "draw_trace", "tunnels", "trace_legs"]

@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..addresses import IPAddress, IPNetwork
 from ..network import DEFAULT_NODE_SUBNET
@@ -192,6 +192,19 @@ class Topology:
         return self.segments.get(name, ()) if name else ()
 
 
+class _RemoteEntries(NamedTuple):
+    """What the agents program for one node on every other node."""
+
+    name: str
+    rack: str | None
+    prefixes: tuple
+    direct_routes: tuple[Route, ...]
+    tunnel_routes: tuple[Route, ...]
+    neighbor: Neighbor | None
+    fdb: FdbEntry | None
+    tunnel_map: tuple[TunnelMapEntry, ...]
+
+
 def pod_namespace(key: str) -> str:
     """Namespace name of a pod: ``pod:<namespace>/<name>``."""
     return f"pod:{key}"
@@ -246,7 +259,7 @@ class _Builder:
         self.segments: dict[str, list[tuple[str, str]]] = {}
         self.kinds: dict[str, str] = {}
         self._macs: dict[tuple[str, ...], str] = {}
-        self._remote_facts: list[tuple] | None = None
+        self._remote_entries: list[_RemoteEntries] | None = None
         for name in self.nodes:
             self._register(name, "node", [(UNDERLAY_DEV, self.underlay_segment(name))])
             if self.family == "bridge" and self.nodes[name].pod_cidrs:
@@ -301,16 +314,39 @@ class _Builder:
             return None
         return "80" if self.net.cni == "calico-vxlan" else "bird"
 
-    def remote_facts(self) -> list[tuple]:
-        """Per node, once: (name, underlay IP, VTEP address, VTEP MAC, pod prefixes)."""
-        if self._remote_facts is None:
-            device = self.mode.device
-            self._remote_facts = [
-                (name, node.ip, self.tunnel_address(name), self.mac(name, device) if device else None,
-                 self.prefixes[name])
-                for name, node in self.nodes.items()
-            ]
-        return self._remote_facts
+    def remote_entries(self) -> list[_RemoteEntries]:
+        """Per node, once: what every *other* node's agent programs for it (routes, neighbour, FDB)."""
+        if self._remote_entries is None:
+            mode, device = self.mode, self.mode.device
+            proto = self.calico_proto
+            vxlan_proto = "80" if self.family == "calico" else None  # Felix's route protocol number
+            entries = []
+            for name, node in self.nodes.items():
+                prefixes, vtep = tuple(self.prefixes[name]), self.tunnel_address(name)
+                direct = tuple(Route(prefix, node.ip, UNDERLAY_DEV, proto) for prefix in prefixes)
+                neighbor = fdb = None
+                tunnel_map: tuple[TunnelMapEntry, ...] = ()
+                if mode.flow_based:
+                    tunnel, tunnel_map = (), tuple(TunnelMapEntry(prefix, node.ip) for prefix in prefixes)
+                elif mode.encapsulation == "ipip":
+                    tunnel = tuple(Route(prefix, node.ip, device, "bird", onlink=True) for prefix in prefixes)
+                elif mode.encapsulation is not None:
+                    mac = self.mac(name, device)
+                    tunnel = tuple(Route(prefix, vtep, device, vxlan_proto, None, None, True) for prefix in prefixes)
+                    neighbor, fdb = Neighbor(vtep, device, mac), FdbEntry(mac, device, node.ip)
+                else:
+                    tunnel = ()
+                entries.append(_RemoteEntries(name, node.rack, prefixes, direct, tunnel, neighbor, fdb, tunnel_map))
+            self._remote_entries = entries
+            self._node_index = {e.name: i for i, e in enumerate(entries)}
+            self._all_tunnel_routes = [r for e in entries for r in e.tunnel_routes]
+            offsets = [0]
+            for e in entries:
+                offsets.append(offsets[-1] + len(e.tunnel_routes))
+            self._route_offsets = offsets
+            self._all_neighbors = [e.neighbor for e in entries]
+            self._all_fdb = [e.fdb for e in entries]
+        return self._remote_entries
 
     def same_subnet(self, a: str, b: str) -> bool:
         return self.nodes[a].rack == self.nodes[b].rack
@@ -445,32 +481,38 @@ class _Builder:
         mode = self.mode
         interfaces, routes = self.node_interfaces(name)
         router = self.tunnel_address(name)
-        # what the agent programs for every other node
+        # what the agent programs for every other node: the same entries on every node but the one
+        # describing itself, so they are built once per cluster and shared (they are immutable)
         neighbors: list[Neighbor] = []
         fdb: list[FdbEntry] = []
         tunnel_map: list[TunnelMapEntry] = []
-        proto = self.calico_proto
-        vxlan_proto = "80" if self.family == "calico" else None  # Felix's route protocol number
-        device = mode.device
-        for other, ip, vtep, vtep_mac, prefixes in self.remote_facts():
-            if other == name:
-                continue
-            same = self.same_subnet(name, other)
-            direct = mode.encapsulation is None or (mode.same_subnet_direct and same)
-            if direct:
-                if same:  # across racks the default route to the ToR carries it; the fabric knows the prefix
-                    routes.extend(Route(prefix, ip, UNDERLAY_DEV, proto) for prefix in prefixes)
-            elif mode.flow_based:
-                for prefix in prefixes:
-                    routes.append(Route(prefix, router, CILIUM_HOST, "kernel", None, router, False, self.pod_mtu))
-                    tunnel_map.append(TunnelMapEntry(prefix, ip))
-            elif mode.encapsulation == "ipip":
-                routes.extend(Route(prefix, ip, device, "bird", onlink=True) for prefix in prefixes)
-            else:
-                for prefix in prefixes:
-                    routes.append(Route(prefix, vtep, device, vxlan_proto, None, None, True))
-                neighbors.append(Neighbor(vtep, device, vtep_mac))
-                fdb.append(FdbEntry(vtep_mac, device, ip))
+        entries = self.remote_entries()
+        rack = self.nodes[name].rack
+        if mode.flow_based:
+            for other in entries:
+                if other.name != name:
+                    routes.extend(Route(prefix, router, CILIUM_HOST, "kernel", None, router, False, self.pod_mtu)
+                                  for prefix in other.prefixes)
+                    tunnel_map.extend(other.tunnel_map)
+        elif mode.encapsulation is not None and not mode.same_subnet_direct:
+            index = self._node_index[name]
+            start, end = self._route_offsets[index], self._route_offsets[index + 1]
+            routes.extend(self._all_tunnel_routes[:start])
+            routes.extend(self._all_tunnel_routes[end:])
+            if entries[index].neighbor is not None:
+                neighbors = self._all_neighbors[:index] + self._all_neighbors[index + 1:]
+                fdb = self._all_fdb[:index] + self._all_fdb[index + 1:]
+        else:
+            for other in entries:
+                if other.name == name:
+                    continue
+                if other.rack == rack and (mode.encapsulation is None or mode.same_subnet_direct):
+                    routes.extend(other.direct_routes)
+                elif mode.encapsulation is not None:  # across racks natively routed: the ToR carries it
+                    routes.extend(other.tunnel_routes)
+                    if other.neighbor is not None:
+                        neighbors.append(other.neighbor)
+                        fdb.append(other.fdb)
         masquerade = tuple((cidr, (cidr, ipaddress.ip_network("224.0.0.0/4")), self.masquerade_rule(cidr))
                            for cidr in self.net.pod_cidrs[:1])
         return Namespace(name, "node", interfaces, tuple(routes), tuple(neighbors), tuple(fdb), tuple(tunnel_map),

@@ -498,6 +498,7 @@ class Cluster:
         publish_not_ready_addresses: bool = False,
         headless: bool = False,
         labels: Mapping[str, str] | None = None,
+        health_check_node_port: int | None = None,
     ) -> Service:
         """Create a Service: a ClusterIP per family, NodePorts when its type needs them.
 
@@ -541,13 +542,21 @@ class Cluster:
         families = self._service_families(obj, ip_family_policy, ip_families, cluster_ip)
         service_ports = self._service_ports(obj, port, target_port, protocol, node_port, ports, type)
         needs_node_ports = type in ("NodePort", "LoadBalancer")
-        with _Transaction((0 if headless else len(families)) + (len(service_ports) if needs_node_ports else 0)) as change:
+        # kube-apiserver gives a LoadBalancer with externalTrafficPolicy Local a health-check NodePort.
+        needs_health_check = type == "LoadBalancer" and external_traffic_policy == "Local"
+        if health_check_node_port is not None and not needs_health_check:
+            raise InvalidValue(obj, "spec.healthCheckNodePort", health_check_node_port,
+                               "may only be set for a LoadBalancer with externalTrafficPolicy Local")
+        steps = (0 if headless else len(families)) + (len(service_ports) if needs_node_ports else 0) + needs_health_check
+        with _Transaction(steps) as change:
             cluster_ips = () if headless else self._allocate_cluster_ips(key, families, cluster_ip, change, obj)
             allocated_ports = [
                 replace(sp, node_port=change.touch(self.node_port_allocator).allocate(sp.node_port))
                 if needs_node_ports else sp
                 for sp in service_ports
             ]
+            health_check = (change.touch(self.node_port_allocator).allocate(health_check_node_port)
+                            if needs_health_check else None)
         service = Service(
             name=name,
             namespace=namespace,
@@ -567,6 +576,7 @@ class Cluster:
             publish_not_ready_addresses=bool(publish_not_ready_addresses),
             headless=bool(headless),
             labels=labels,
+            health_check_node_port=health_check,
         )
         self._services[key] = service
         self._changed()
@@ -652,6 +662,8 @@ class Cluster:
         for sp in service.ports:
             if sp.node_port is not None:
                 self.node_port_allocator.release(sp.node_port)
+        if service.health_check_node_port is not None:
+            self.node_port_allocator.release(service.health_check_node_port)
         del self._services[service.key]
         self._changed()
 
@@ -692,6 +704,17 @@ class Cluster:
         from .datapath.trace import trace
 
         return trace(self, src, dst, dport=dport, proto=proto, size=size, sport=sport, df=df)
+
+    def kube_proxy(self, node: str, **flags):
+        """The kube-proxy of ``node``: ``.iptables_restore()`` is what it feeds iptables-restore.
+
+        ``flags`` are kube-proxy's settings under Python names (``masquerade_all=True``,
+        ``masquerade_bit=14``, ``nodeport_addresses=("primary",)``, ...); see
+        :class:`~kubenet_lab.kubeproxy.settings.ProxierSettings`. Chapter 04.
+        """
+        from .kubeproxy import KubeProxy
+
+        return KubeProxy(self, node, **flags)
 
     # -- scenario files --------------------------------------------------------------------
 

@@ -129,6 +129,8 @@ class Service:
     In network terms it is a VIP on a distributed L4 load balancer: every
     node's kube-proxy DNATs traffic for ``cluster_ips`` to one of the
     endpoints. ``cluster_ips`` is empty for a headless Service (``clusterIP: None``).
+    ``health_check_node_port`` is the port on which kube-proxy tells an external load
+    balancer whether this node has local endpoints (LoadBalancer with externalTrafficPolicy Local).
     """
 
     name: str
@@ -149,6 +151,7 @@ class Service:
     publish_not_ready_addresses: bool = False
     headless: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    health_check_node_port: int | None = None
 
     @property
     def cluster_ip(self) -> IPAddress | None:

@@ -214,6 +214,7 @@ def _add_service(cluster: Cluster, service: Mapping[str, Any]) -> None:
         load_balancer_source_ranges=spec.get("loadBalancerSourceRanges") or (),
         publish_not_ready_addresses=bool(spec.get("publishNotReadyAddresses")),
         labels=meta.get("labels"),
+        health_check_node_port=spec.get("healthCheckNodePort"),
     )
 
 
@@ -234,7 +235,7 @@ def _endpoint_slice(obj: Mapping[str, Any]) -> EndpointSlice:
         endpoints.append(Endpoint(
             addresses=tuple(parse_address(a, obj=where, field=f"endpoints[{i}].addresses") for a in entry.get("addresses") or []),
             ready=conditions.get("ready") is not False,
-            serving=conditions.get("serving", conditions.get("ready")) is not False,
+            serving=conditions.get("serving") is not False,
             terminating=conditions.get("terminating") is True,
             node_name=entry.get("nodeName"),
             target_pod=(entry.get("targetRef") or {}).get("name"),
@@ -324,6 +325,8 @@ def _service_object(service) -> dict[str, Any]:
         spec["loadBalancerSourceRanges"] = [str(r) for r in service.load_balancer_source_ranges]
     if service.publish_not_ready_addresses:
         spec["publishNotReadyAddresses"] = True
+    if service.health_check_node_port is not None:
+        spec["healthCheckNodePort"] = service.health_check_node_port
     obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Service",
                            "metadata": _metadata(service.name, service.namespace, service.labels), "spec": spec}
     if service.load_balancer_ips:

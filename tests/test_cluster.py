@@ -263,3 +263,17 @@ def test_calico_pool_needs_no_node_mask_and_errors_name_the_pod():
     assert {p.ip for p in c.pods} == set(ipaddress.ip_network("10.244.0.0/26"))
     with pytest.raises(Exhausted, match="Pod default/p64: 'spec.nodeName'"):
         c.add_pod("p64", node="node-1")
+
+
+def test_loadbalancer_with_local_policy_gets_a_health_check_node_port():
+    # kube-apiserver allocates spec.healthCheckNodePort from the NodePort range for type LoadBalancer
+    # with externalTrafficPolicy Local, and kube-proxy opens it in KUBE-NODEPORTS.
+    c = three_nodes()
+    lb = c.add_service("web", type="LoadBalancer", port=80, external_traffic_policy="Local")
+    assert 30000 <= lb.health_check_node_port <= 32767 and lb.health_check_node_port != lb.ports[0].node_port
+    rules = c.kube_proxy("node-1").iptables_restore()
+    assert f"--dport {lb.health_check_node_port} -j ACCEPT" in rules
+    with pytest.raises(InvalidValue, match="healthCheckNodePort"):
+        c.add_service("other", port=80, health_check_node_port=31000)
+    c.remove_service("web")
+    assert c.node_port_allocator.free == 2768

@@ -3,9 +3,16 @@
     kubenet-lab show SCENARIO [MORE ...]     nodes, podCIDRs, pods and services of a scenario
     kubenet-lab trace SCENARIO SRC DST [--dport N] [--proto tcp|udp|icmp] [--size N] [--pcap FILE]
                                              walk one packet, one hop a line
+    kubenet-lab proxy-rules FILE --node NAME [kube-proxy flags]
+                                             what kube-proxy feeds iptables-restore on that node
     kubenet-lab lab check SCENARIO           build it in network namespaces, probe, compare with the walks
     kubenet-lab lab up SCENARIO | status | down PREFIX | down --all
     kubenet-lab student SRC OUT              learner copies of the notebooks in SRC, solutions removed
+    kubenet-lab bgp speak --local-as ASN --router-id ID --peer ADDR[:PORT] --peer-as ASN
+                [--local-address ADDR[:PORT]] [--passive] [--announce PREFIX ...] [--next-hop ADDR]
+                [--hold-time S] [--once] [--timeout S] [--json]
+                                             a real BGP session (RFC 4271), one line per state
+                                             change and per route received or withdrawn
 
 Bad input is reported in one line naming the object, field and value, with
 exit status 2 (the convention of argparse and most Unix tools for usage errors).
@@ -112,6 +119,34 @@ def _lab_check(cluster) -> int:
     return 0 if agree == len(probes) else 1
 
 
+def _proxy_rules(args: argparse.Namespace) -> int:
+    from .cluster import Cluster
+    from .errors import InvalidValue
+
+    if args.proxy_mode != "iptables":
+        raise InvalidValue("kubenet-lab proxy-rules", "--proxy-mode", args.proxy_mode,
+                           "must be iptables for now: the nftables and IPVS generators are not written yet")
+    cluster = Cluster.load(*args.file)
+    flags: dict = {"masquerade_all": args.masquerade_all, "masquerade_bit": args.iptables_masquerade_bit,
+                   "localhost_nodeports": not args.no_localhost_nodeports, "nfacct": args.nfacct}
+    if args.node_ip:
+        flags["node_ips"] = tuple(args.node_ip.split(","))
+    if args.cluster_cidr:
+        flags["cluster_cidrs"] = tuple(args.cluster_cidr.split(","))
+    if args.nodeport_addresses:
+        flags["nodeport_addresses"] = tuple(args.nodeport_addresses.split(","))
+    proxy = cluster.kube_proxy(args.node, **flags)
+    families = cluster.network.families
+    outputs = [proxy.iptables_restore(family) for family in families]  # all computed before anything is printed
+    for ignored in proxy.state(families[0]).ignored:
+        print(f"kubenet-lab: warning: {ignored}", file=sys.stderr)
+    for family, text in zip(families, outputs):
+        if len(families) > 1:
+            print(f"# {'iptables' if family == 4 else 'ip6tables'}-restore input (IPv{family})")
+        sys.stdout.write(text)
+    return 0
+
+
 def _student(args: argparse.Namespace) -> int:
     from .student import write_learner_copies
 
@@ -120,6 +155,47 @@ def _student(args: argparse.Namespace) -> int:
         print(f"{path}: {regions} solution region(s) replaced")
     print(f"{len(written)} notebook(s) written to {args.out}")
     return 0
+
+
+def _bgp(args: argparse.Namespace) -> int:
+    """``bgp speak``: run one session until SIGINT/SIGTERM, or with --once until the first full exchange."""
+    import json
+    import signal
+    import threading
+
+    from .bgp.session import BGPSession, State
+
+    def show(event) -> None:
+        print(json.dumps(event.to_json()) if args.json else str(event), flush=True)
+
+    timers = {name: value for name, value in (("hold_time", args.hold_time), ("connect_retry_time", args.connect_retry))
+              if value is not None}
+    session = BGPSession(local_as=args.local_as, router_id=args.router_id, peer=args.peer, peer_as=args.peer_as,
+                         local_address=args.local_address, passive=args.passive, announce=args.announce,
+                         next_hop=args.next_hop, auto_restart=not args.once, on_event=show, **timers)
+    stopped = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stopped.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        session.start()
+        if not args.once:
+            while not stopped.wait(1.0):
+                pass
+            return 0
+        deadline = args.timeout
+        done = session.wait_for(lambda: session.exchange_complete or session.state is State.IDLE or stopped.is_set(),
+                                deadline)
+        if session.exchange_complete:
+            return 0
+        last = next((e for e in reversed(session.events) if e.reason), None)
+        why = f"session went to Idle: {last.reason}" if done and last else \
+            f"no full exchange within {deadline:g} s (state {session.state.value}" + \
+            (f": {last.reason})" if last else ")")
+        print(f"kubenet-lab: error: bgp speak {session.peer_address}: {why}", file=sys.stderr)
+        return 1
+    finally:
+        session.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--no-df", action="store_true", help="send without the don't-fragment bit")
     trace.add_argument("--pcap", help="write the on-wire packets to this pcap file")
     trace.set_defaults(run=_trace)
+    proxy = commands.add_parser("proxy-rules", help="the iptables-restore input kube-proxy writes on a node")
+    proxy.add_argument("file", nargs="+", help="scenario or kubectl dump (YAML/JSON); several are read as one")
+    proxy.add_argument("--node", required=True, help="the node whose kube-proxy to show")
+    proxy.add_argument("--node-ip", help="override the node's IPs (comma-separated)")
+    proxy.add_argument("--cluster-cidr", help="kube-proxy --cluster-cidr (default: the scenario's pod CIDRs)")
+    proxy.add_argument("--service-cidr", help="accepted for kube-proxy compatibility; the scenario defines it")
+    proxy.add_argument("--proxy-mode", default="iptables", choices=("iptables", "nftables", "ipvs"))
+    proxy.add_argument("--masquerade-all", action="store_true")
+    proxy.add_argument("--iptables-masquerade-bit", type=int, default=14)
+    proxy.add_argument("--nodeport-addresses", help="CIDRs, or 'primary' (comma-separated)")
+    proxy.add_argument("--no-localhost-nodeports", action="store_true")
+    proxy.add_argument("--nfacct", action="store_true", help="add nfacct counters as kube-proxy can")
+    proxy.set_defaults(run=_proxy_rules)
     lab = commands.add_parser("lab", help="the kernel lab: a scenario in real network namespaces (root)")
     lab.add_argument("action", choices=("up", "check", "status", "down"))
     lab.add_argument("target", nargs="?", help="scenario file (up, check) or lab prefix (down)")
@@ -147,6 +236,25 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("source", help="folder of solution notebooks (*.ipynb)")
     student.add_argument("out", help="folder to write the learner copies to")
     student.set_defaults(run=_student)
+    bgp = commands.add_parser("bgp", help="speak BGP-4 over TCP with a real router (BIRD, FRR, GoBGP)")
+    bgp.add_argument("action", choices=("speak",))
+    bgp.add_argument("--local-as", type=int, required=True, help="our AS (4-octet ASNs allowed)")
+    bgp.add_argument("--router-id", required=True, help="our BGP Identifier, an IPv4 address")
+    bgp.add_argument("--peer", required=True, help="neighbour ADDR[:PORT] ([v6]:PORT); default port 179")
+    bgp.add_argument("--peer-as", type=int, required=True, help="the neighbour's AS (remote-as)")
+    bgp.add_argument("--local-address", help="ADDR[:PORT] to bind; with --passive where to listen (port 179)")
+    bgp.add_argument("--passive", action="store_true", help="wait for the neighbour to connect")
+    bgp.add_argument("--announce", nargs="+", action="extend", default=[], metavar="PREFIX",
+                     help="prefixes to announce once Established")
+    bgp.add_argument("--next-hop", action="append", default=[], metavar="ADDR",
+                     help="NEXT_HOP for announced prefixes (default: our address on the session); once per family")
+    bgp.add_argument("--hold-time", type=int, help="Hold Time to offer, 0 or >= 3 s (default 90, RFC 4271 §10)")
+    bgp.add_argument("--connect-retry", type=float, help="ConnectRetryTime in s (default 5, as Calico sets it)")
+    bgp.add_argument("--once", action="store_true",
+                     help="exit 0 after the first full exchange (End-of-RIB, or 3 s quiet after Established)")
+    bgp.add_argument("--timeout", type=float, default=60.0, help="with --once: give up after S seconds (default 60)")
+    bgp.add_argument("--json", action="store_true", help="print JSON lines")
+    bgp.set_defaults(run=_bgp)
     return parser
 
 

@@ -41,3 +41,22 @@ def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+def test_proxy_rules_prints_iptables_restore_input_for_a_node(capsys):
+    assert main(["proxy-rules", str(ROOT / "scenarios/three-node-vxlan.yaml"), "--node", "node-2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("*filter\n") and out.count("COMMIT\n") == 2 and "*nat\n" in out
+    # the NodePort Service opens 30080 through KUBE-NODEPORTS on every node
+    assert "--dport 30080 -j KUBE-EXT-" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--proxy-mode", "ipvs"], "--proxy-mode"),
+    (["--iptables-masquerade-bit", "40"], "masquerade_bit"),
+    (["--node-ip", "banana"], "banana"),
+])
+def test_proxy_rules_bad_flags_exit_2_and_print_nothing(argv, words, capsys):
+    code = main(["proxy-rules", str(ROOT / "scenarios/three-node-vxlan.yaml"), "--node", "node-1", *argv])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and words in captured.err

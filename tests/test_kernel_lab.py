@@ -147,3 +147,24 @@ def test_lab_cli_refuses_cilium_with_a_reason(capsys):
     assert main(["lab", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "eBPF" in err or "root" in err or "needs" in err
+
+
+@root_only
+def test_kube_proxy_rules_in_the_kernel_balance_over_every_endpoint_and_hairpin():
+    # kube-proxy's own rules, loaded in each node with its jumps from the built-in chains, hand
+    # ClusterIP connections to every ready endpoint (1/3 each: 60 tries miss one with p < 1e-10),
+    # and a pod reaching its own Service is hairpinned back to itself.
+    from pathlib import Path
+
+    c = Cluster.load(Path(__file__).resolve().parent.parent / "scenarios" / "three-node-vxlan.yaml")
+    web = str(c.service("web").cluster_ip)
+    with KernelLab(c) as lab:
+        lab.start_echo_servers()
+        seen = set()
+        for _ in range(60):
+            seen.add(lab.connect("web-1", web, 80))
+            if seen >= {"web-1", "web-2", "web-3"}:
+                break
+        assert seen == {"web-1", "web-2", "web-3"}
+        assert lab.connect("node-1", str(c.node("node-3").ip), 30080) in {"web-1", "web-2", "web-3"}
+        assert lab.connect("client", web, 80, "udp") is None  # no UDP port on the Service: nothing answers

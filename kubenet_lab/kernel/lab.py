@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import secrets
 import shutil
 import signal
@@ -94,12 +95,16 @@ class Verdict:
 class KernelLab:
     """A cluster realised in network namespaces; use as a context manager."""
 
-    def __init__(self, cluster: Cluster, prefix: str | None = None):
+    def __init__(self, cluster: Cluster, prefix: str | None = None, *, kube_proxy: bool = True):
         self.cluster = cluster
         self.topology = cluster.topology()
         self.prefix = prefix or f"knl{secrets.token_hex(3)}"
         self.names = LabNames(self.prefix)
-        self.commands: list[Command] = plan(self.topology, self.prefix)
+        rules = None
+        if kube_proxy and cluster.services and cluster.network.kube_proxy_mode == "iptables":
+            rules = {n.name: cluster.kube_proxy(n.name).iptables_restore(4) for n in cluster.nodes}
+        self.commands: list[Command] = plan(self.topology, self.prefix, rules)
+        self._servers: list[subprocess.Popen] = []
         for command in self.commands:
             if not is_lab_command(command, self.prefix):  # the safety rule, checked before anything runs
                 raise RuntimeError(f"refusing a command outside the lab's namespaces: {command}")
@@ -131,7 +136,16 @@ class KernelLab:
             raise
 
     def down(self) -> None:
-        """Delete every namespace of this lab (its links and processes go with them)."""
+        """Stop the lab's echo servers (by their pids), then delete every namespace of this lab."""
+        for server in self._servers:
+            server.terminate()
+        for server in self._servers:
+            try:
+                server.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        self._servers.clear()
         for netns in self._namespaces():
             subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=COMMAND_TIMEOUT_S)
         for signum, handler in self._previous_handlers.items():
@@ -214,6 +228,35 @@ class KernelLab:
                 dumpcap.wait()
         return path
 
+    def start_echo_servers(self) -> None:
+        """In every pod, a server answering each TCP connection and UDP datagram with the pod's name,
+        on its container ports and the numeric targetPorts of the Services that select it."""
+        from ..endpointslices import selects
+
+        for pod in self.cluster.pods:
+            if pod.host_network or not pod.ips or pod.node is None:
+                continue
+            ports = {(cp.port, cp.protocol) for cp in pod.ports}
+            for service in self.cluster.services:
+                if service.namespace == pod.namespace and selects(service.selector, pod.labels):
+                    ports |= {(sp.target_port, sp.protocol) for sp in service.ports if isinstance(sp.target_port, int)}
+            specs = [f"{port}/{proto.lower()}" for port, proto in sorted(ports) if proto in ("TCP", "UDP")]
+            if not specs:
+                continue
+            netns = self.names.netns(f"pod:{pod.key}", "pod")
+            server = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", _ECHO_SERVER, pod.name, *specs],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._servers.append(server)
+            if server.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the echo server in {netns} did not start")
+
+    def connect(self, src: str, dst_ip: str, port: int, proto: str = "tcp") -> str | None:
+        """Connect from ``src``'s namespace; the answer is the name of the pod that served, or None."""
+        argv = ("ip", "netns", "exec", self.netns_of(src), sys.executable, "-c", _CLIENT, str(dst_ip), str(port), proto)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        answer = result.stdout.strip()
+        return answer or None
+
     # -- verification ------------------------------------------------------------------
 
     def verify(self, trace: Trace) -> Verdict:
@@ -255,6 +298,51 @@ class KernelLab:
             agrees &= same
             notes.append(why)
         return Verdict(agrees, f"{trace.outcome} ({trace.reason})", observed, tuple(notes))
+
+
+# Run inside a pod's namespace: answer every TCP connection and UDP datagram with the pod's name.
+_ECHO_SERVER = """
+import selectors, socket, sys
+name = sys.argv[1].encode() + b"\\n"
+sel = selectors.DefaultSelector()
+for spec in sys.argv[2:]:
+    port, proto = spec.split("/")
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(socket.AF_INET, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(port)))
+    if proto == "tcp":
+        s.listen(16)
+    sel.register(s, selectors.EVENT_READ, proto)
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        if key.data == "tcp":
+            conn, _ = key.fileobj.accept()
+            conn.sendall(name)
+            conn.close()
+        else:
+            _, peer = key.fileobj.recvfrom(2048)
+            key.fileobj.sendto(name, peer)
+"""
+
+# Run inside the client's namespace: one connection or datagram, print the answer (bounded by 2 s).
+_CLIENT = """
+import socket, sys
+host, port, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(socket.AF_INET, kind)
+s.settimeout(2)
+try:
+    if proto == "tcp":
+        s.connect((host, port))
+        print(s.recv(256).decode().strip())
+    else:
+        s.sendto(b"?", (host, port))
+        print(s.recvfrom(256)[0].decode().strip())
+except OSError:
+    pass
+"""
 
 
 def _normalised(packet) -> bytes:

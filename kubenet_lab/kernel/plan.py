@@ -86,8 +86,14 @@ def _exec(netns: str, *args: str, stdin: str | None = None) -> Command:
     return Command(("ip", "netns", "exec", netns, *args), netns, stdin)
 
 
-def plan(topology: Topology, prefix: str) -> list[Command]:
-    """Every command that builds ``topology`` in network namespaces named under ``prefix``."""
+def plan(topology: Topology, prefix: str, kube_proxy: dict[str, str] | None = None) -> list[Command]:
+    """Every command that builds ``topology`` in network namespaces named under ``prefix``.
+
+    ``kube_proxy`` maps node names to the ``iptables-restore`` input of their kube-proxy; each is
+    loaded as kube-proxy loads it (``--noflush``), followed by its jumps from the built-in chains.
+    """
+    from ..kubeproxy.hooks import hook_rules
+
     names = LabNames(prefix)
     commands: list[Command] = []
     kinds = topology.kinds
@@ -112,6 +118,8 @@ def plan(topology: Topology, prefix: str) -> list[Command]:
                 commands.append(_ip(netns[ns], "link", "add", ifname, "type", "veth", "peer", "name", peer_if,
                                     "netns", netns[peer_ns]))
                 commands.append(_ip(netns[peer_ns], "link", "set", peer_if, "master", "cni0"))
+                # the bridge plugin's hairpinMode: a pod may reach itself through its Service's VIP
+                commands.append(_ip(netns[peer_ns], "link", "set", peer_if, "type", "bridge_slave", "hairpin", "on"))
                 created.update({(ns, ifname), (peer_ns, peer_if)})
         elif len(members) == 2 and not segment.startswith("underlay"):
             (a_ns, a_if), (b_ns, b_if) = members
@@ -160,6 +168,9 @@ def plan(topology: Topology, prefix: str) -> list[Command]:
         for entry in ns.fdb:
             commands.append(Command(("bridge", "-n", target, "fdb", "append", entry.mac, "dev", entry.dev, "dst",
                                      str(entry.dst), "self", "permanent"), target))
+        if kube_proxy and name in kube_proxy:
+            commands.append(_exec(target, "iptables-restore", "--noflush", stdin=kube_proxy[name]))
+            commands.append(_exec(target, "iptables-restore", "--noflush", stdin=hook_rules()))
         if ns.masquerade:
             rules = [f"-A POSTROUTING -s {source} ! -d {source} -o eth0 -j MASQUERADE" for source, _, _ in ns.masquerade]
             commands.append(_exec(target, "iptables-restore", "--noflush",

@@ -103,54 +103,11 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _lab_check(cluster) -> int:
-    """Every probe the scenario implies, walked (or computed from the model) and replayed in the kernel.
+    from .kernel.check import run_check
 
-    pod -> pod and pod -> node: the walk's verdict and bytes against ping and a capture. pod ->
-    ClusterIP and node -> NodePort: kube-proxy's rules, loaded in every node, must hand the
-    connection to one of the Service's ready endpoints as the model's EndpointSlices list them.
-    """
-    from .kernel import KernelLab
-
-    pods = [p for p in cluster.pods if p.ips and not p.host_network and p.node]
-    probes = [(a.key, str(b.ip), b.key) for a in pods for b in pods if a is not b]
-    probes += [(a.key, str(n.ip), n.name) for a in pods for n in cluster.nodes]
-    service_probes = _service_probes(cluster, pods)
-    total, agree = len(probes) + len(service_probes), 0
-    with KernelLab(cluster) as lab:
-        for number, (src, dst_ip, dst_name) in enumerate(probes, 1):
-            verdict = lab.verify(cluster.trace(src, dst_ip))
-            agree += verdict.agrees
-            print(f"[{number}/{total}] {src} -> {dst_name} ({dst_ip}): {verdict}", flush=True)
-        if service_probes:
-            lab.start_echo_servers()
-        for number, (src, dst_ip, port, proto, label, allowed) in enumerate(service_probes, len(probes) + 1):
-            answer = lab.connect(src, dst_ip, port, proto)
-            ok = answer in allowed if allowed else answer is None
-            agree += ok
-            expected = f"one of {', '.join(sorted(allowed))}" if allowed else "no answer (no endpoints)"
-            print(f"[{number}/{total}] {src} -> {label} {dst_ip}:{port}/{proto}: {'agree' if ok else 'DISAGREE'}: "
-                  f"model {expected}, kernel {answer or 'no answer'}", flush=True)
+    total, agree = run_check(cluster, report=lambda line: print(line, flush=True))
     print(f"{total} probes, {agree} agree")
     return 0 if agree == total else 1
-
-
-def _service_probes(cluster, pods) -> list:
-    """(src, dst IP, port, proto, label, allowed endpoint pod names) for ClusterIPs and NodePorts."""
-    probes = []
-    for service in cluster.services:
-        ready = {e.target_pod for s in cluster.endpoint_slices(service) for e in s.endpoints
-                 if e.ready and e.address.version == 4 and e.target_pod}
-        for sp in service.ports:
-            if sp.protocol not in ("TCP", "UDP"):
-                continue
-            proto = sp.protocol.lower()
-            for ip in service.cluster_ips:
-                if ip.version == 4:
-                    probes.extend((p.key, str(ip), sp.port, proto, f"ClusterIP {service.key}", ready) for p in pods[:2])
-            if sp.node_port and service.external_traffic_policy == "Cluster" and len(cluster.nodes) > 1:
-                src, dst = cluster.nodes[0], cluster.nodes[1]
-                probes.append((src.name, str(dst.ip), sp.node_port, proto, f"NodePort {service.key}", ready))
-    return probes
 
 
 def _proxy_rules(args: argparse.Namespace) -> int:

@@ -95,11 +95,19 @@ def _lab(args: argparse.Namespace) -> int:
     cluster = Cluster.load(args.target)
     if args.action == "up":
         lab = KernelLab(cluster)
-        lab.up()
+        lab.up(progress=_progress_bar)
         print(f"lab {lab.prefix} is up: {len(lab.commands)} commands; 'ip netns list | grep {lab.prefix}' shows it; "
               f"'kubenet-lab lab down {lab.prefix}' removes it")
         return 0
     return _lab_check(cluster)
+
+
+def _progress_bar(done: int, total: int) -> None:
+    """A one-line progress bar on stderr, redrawn in place."""
+    width = 40
+    filled = width * done // total
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} commands", end="" if done < total else "\n",
+          file=sys.stderr, flush=True)
 
 
 def _lab_check(cluster) -> int:
@@ -114,9 +122,9 @@ def _proxy_rules(args: argparse.Namespace) -> int:
     from .cluster import Cluster
     from .errors import InvalidValue
 
-    if args.proxy_mode != "iptables":
+    if args.proxy_mode == "ipvs":
         raise InvalidValue("kubenet-lab proxy-rules", "--proxy-mode", args.proxy_mode,
-                           "must be iptables for now: the nftables and IPVS generators are not written yet")
+                           "must be iptables or nftables for now: the IPVS generator is not written yet")
     cluster = Cluster.load(*args.file)
     flags: dict = {"masquerade_all": args.masquerade_all, "masquerade_bit": args.iptables_masquerade_bit,
                    "localhost_nodeports": not args.no_localhost_nodeports, "nfacct": args.nfacct}
@@ -128,11 +136,12 @@ def _proxy_rules(args: argparse.Namespace) -> int:
         flags["nodeport_addresses"] = tuple(args.nodeport_addresses.split(","))
     proxy = cluster.kube_proxy(args.node, **flags)
     families = cluster.network.families
-    outputs = [proxy.iptables_restore(family) for family in families]  # all computed before anything is printed
+    render = proxy.iptables_restore if args.proxy_mode == "iptables" else proxy.nft_ruleset
+    outputs = [render(family) for family in families]  # all computed before anything is printed
     for ignored in proxy.state(families[0]).ignored:
         print(f"kubenet-lab: warning: {ignored}", file=sys.stderr)
     for family, text in zip(families, outputs):
-        if len(families) > 1:
+        if len(families) > 1 and args.proxy_mode == "iptables":
             print(f"# {'iptables' if family == 4 else 'ip6tables'}-restore input (IPv{family})")
         sys.stdout.write(text)
     return 0
@@ -205,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--no-df", action="store_true", help="send without the don't-fragment bit")
     trace.add_argument("--pcap", help="write the on-wire packets to this pcap file")
     trace.set_defaults(run=_trace)
-    proxy = commands.add_parser("proxy-rules", help="the iptables-restore input kube-proxy writes on a node")
+    proxy = commands.add_parser("proxy-rules", help="the iptables-restore (or nft -f) input kube-proxy writes on a node")
     proxy.add_argument("file", nargs="+", help="scenario or kubectl dump (YAML/JSON); several are read as one")
     proxy.add_argument("--node", required=True, help="the node whose kube-proxy to show")
     proxy.add_argument("--node-ip", help="override the node's IPs (comma-separated)")

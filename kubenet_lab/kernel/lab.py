@@ -120,8 +120,11 @@ class KernelLab:
     def __exit__(self, *exc) -> None:
         self.down()
 
-    def up(self) -> None:
-        """Create every namespace, link and table entry; undo everything if any step fails."""
+    def up(self, progress=None) -> None:
+        """Create every namespace, link and table entry; undo everything if any step fails.
+
+        ``progress(done, total)`` is called after each command (the CLI draws a bar with it).
+        """
         reason = missing_requirements() or unsupported_reason(self.topology)
         if reason:
             raise InvalidValue(f"KernelLab {self.prefix}", "cluster", self.cluster.network.cni, f"cannot be built: {reason}")
@@ -129,8 +132,10 @@ class KernelLab:
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         self.up_ = True
         try:
-            for command in self.commands:
+            for done, command in enumerate(self.commands, 1):
                 self._run(command)
+                if progress is not None:
+                    progress(done, len(self.commands))
         except BaseException:
             self.down()
             raise

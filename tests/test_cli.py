@@ -53,6 +53,7 @@ def test_proxy_rules_prints_iptables_restore_input_for_a_node(capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["--proxy-mode", "ipvs"], "--proxy-mode"),
+    (["--nodeport-addresses", "10.0.0.0/33"], "10.0.0.0/33"),
     (["--iptables-masquerade-bit", "40"], "masquerade_bit"),
     (["--node-ip", "banana"], "banana"),
 ])
@@ -60,3 +61,9 @@ def test_proxy_rules_bad_flags_exit_2_and_print_nothing(argv, words, capsys):
     code = main(["proxy-rules", str(ROOT / "scenarios/three-node-vxlan.yaml"), "--node", "node-1", *argv])
     captured = capsys.readouterr()
     assert code == 2 and captured.out == "" and words in captured.err
+
+
+def test_proxy_rules_nftables_mode_prints_an_nft_transaction(capsys):
+    assert main(["proxy-rules", str(ROOT / "scenarios/dual-stack.yaml"), "--node", "node-1", "--proxy-mode", "nftables"]) == 0
+    out = capsys.readouterr().out
+    assert "add table ip kube-proxy" in out and "add table ip6 kube-proxy" in out

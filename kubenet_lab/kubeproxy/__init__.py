@@ -19,6 +19,8 @@ module                      kube-proxy concept
 :mod:`.endpoints`           the EndpointsMap and ``CategorizeEndpoints`` (traffic policies)
 :mod:`.state`               both maps for one family: what one sync starts from
 :mod:`.iptables`            ``syncProxyRules``: the ``iptables-restore`` input
+:mod:`.nftables`            the nftables mode's ``syncProxyRules``: the ``nft -f`` input (table kube-proxy)
+:mod:`.hooks`               the jumps kube-proxy inserts into the built-in chains
 :mod:`.proxy`               :class:`KubeProxy`: the same, for one node of a Cluster
 ==========================  ====================================================================
 
@@ -35,6 +37,7 @@ from .chains import endpoint_chain, service_port_chain_hash
 from .endpoints import CategorizedEndpoints, EndpointInfo, categorize_endpoints
 from .iptables import iptables_restore, probability, sync_proxy_rules
 from .localdetect import LocalTrafficDetector
+from .nftables import nft_ruleset, sync_nftables_rules
 from .nodeportaddresses import NodePortAddresses
 from .proxy import KubeProxy
 from .serviceport import Ignored, ServicePortInfo, ServicePortName
@@ -47,6 +50,8 @@ __all__ = [
     "ProxyState",
     "iptables_restore",
     "sync_proxy_rules",
+    "nft_ruleset",
+    "sync_nftables_rules",
     "probability",
     "service_port_chain_hash",
     "endpoint_chain",

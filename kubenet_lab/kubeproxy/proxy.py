@@ -21,9 +21,11 @@ shows what kube-proxy would write *now*.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .iptables import sync_proxy_rules
+from .nftables import sync_nftables_rules
 from .settings import ProxierSettings, check_family
 from .state import ProxyState
 
@@ -52,6 +54,15 @@ class KubeProxy:
     def iptables_restore(self, family: int | None = None, existing_nat_chains: Iterable[str] = ()) -> str:
         """The ``iptables-restore`` input of a full sync (``ip6tables-restore`` for ``family=6``)."""
         return sync_proxy_rules(self.state(family), self.settings, existing_nat_chains)
+
+    def nft_ruleset(self, family: int | None = None) -> str:
+        """The ``nft -f`` input of kube-proxy's nftables mode on a full sync (table ``ip``/``ip6 kube-proxy``).
+
+        Unset ``nodeport_addresses`` means ``primary`` here, as in kube-proxy's nftables mode;
+        the Service CIDRs are the cluster's.
+        """
+        settings = self.settings if self.settings.nodeport_addresses else replace(self.settings, nodeport_addresses="primary")
+        return sync_nftables_rules(self.state(family), settings, self.cluster.network.service_cidrs)
 
     def __repr__(self) -> str:
         cidrs = ",".join(str(c) for c in self.settings.cluster_cidrs) or "unset"

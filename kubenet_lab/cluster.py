@@ -37,6 +37,7 @@ from .addresses import IPAddress, IPNetwork, family_name, parse_address, parse_n
 from .endpointslices import endpoint_slices_for
 from .errors import AlreadyExists, Exhausted, InvalidValue, NotFound, Overlap
 from .ipam import BlockIPAM, HostLocal, NodeCIDRAllocator, NodePortAllocator, ServiceIPAllocator
+from .ipam.metallb import LoadBalancerIPAllocator
 from .network import DEFAULT_NODE_SUBNET, ClusterNetwork, Rack
 from .objects import SERVICE_TYPES, ContainerPort, EndpointSlice, Node, Pod, Service, ServicePort
 from . import tables
@@ -143,6 +144,7 @@ class Cluster:
         same_subnet_direct: bool = False,
         veth_mtu: int | None = None,
         tunnel_mtu: int | None = None,
+        load_balancer_pools: Iterable[object] = (),
     ):
         racks = tuple(r if isinstance(r, Rack) else Rack.from_object(r) for r in racks)
         network = ClusterNetwork.build(
@@ -164,6 +166,7 @@ class Cluster:
             same_subnet_direct=same_subnet_direct,
             veth_mtu=veth_mtu,
             tunnel_mtu=tunnel_mtu,
+            load_balancer_pools=tuple(load_balancer_pools),
         )
         self._setup(network)
 
@@ -192,6 +195,8 @@ class Cluster:
         self.host_local: dict[tuple[str, int], HostLocal] = {}
         self.service_ip_allocators = {c.version: ServiceIPAllocator(c) for c in network.service_cidrs}
         self.node_port_allocator = NodePortAllocator()
+        # MetalLB's controller, when the scenario has address pools.
+        self.load_balancer_allocator = LoadBalancerIPAllocator(network.load_balancer_pools)
         # Calico's tunnel devices (vxlan.calico, tunl0) take an address from IPAM when calico-node starts.
         self.tunnel_addresses: dict[str, IPAddress] = {}
         self._topology = None
@@ -547,7 +552,12 @@ class Cluster:
         if health_check_node_port is not None and not needs_health_check:
             raise InvalidValue(obj, "spec.healthCheckNodePort", health_check_node_port,
                                "may only be set for a LoadBalancer with externalTrafficPolicy Local")
-        steps = (0 if headless else len(families)) + (len(service_ports) if needs_node_ports else 0) + needs_health_check
+        pools = self.load_balancer_allocator
+        # MetalLB gives LoadBalancers their VIPs (or records the ones they ask for) when pools exist.
+        metallb = type == "LoadBalancer" and bool(pools.pools) and (
+            not load_balancer_ips or all(pools.pool_for(ip) is not None for ip in load_balancer_ips))
+        steps = ((0 if headless else len(families)) + (len(service_ports) if needs_node_ports else 0)
+                 + needs_health_check + (2 if metallb else 0))
         with _Transaction(steps) as change:
             cluster_ips = () if headless else self._allocate_cluster_ips(key, families, cluster_ip, change, obj)
             allocated_ports = [
@@ -557,6 +567,11 @@ class Cluster:
             ]
             health_check = (change.touch(self.node_port_allocator).allocate(health_check_node_port)
                             if needs_health_check else None)
+            if metallb:
+                ports = [(sp.protocol, sp.port) for sp in service_ports]
+                change.touch(pools)
+                load_balancer_ips = tuple(pools.assign(key, ip, ports) for ip in load_balancer_ips) or (
+                    pools.allocate(key, families[0], ports=ports),)
         service = Service(
             name=name,
             namespace=namespace,
@@ -664,6 +679,8 @@ class Cluster:
                 self.node_port_allocator.release(sp.node_port)
         if service.health_check_node_port is not None:
             self.node_port_allocator.release(service.health_check_node_port)
+        if self.load_balancer_allocator.ip(service.key) is not None:
+            self.load_balancer_allocator.release(service.key)
         del self._services[service.key]
         self._changed()
 
@@ -695,15 +712,18 @@ class Cluster:
         return self.topology()[node]
 
     def trace(self, src: str, dst: str, *, dport: int | None = None, proto: str = "icmp", size: int | None = None,
-              sport: int | None = None, df: bool = True):
-        """Walk one packet from ``src`` (a pod or node name) to ``dst`` (a pod or node name, or an IP).
+              sport: int | None = None, df: bool = True, endpoint: str | None = None, seed: int = 0):
+        """Walk one packet from ``src`` (a pod or node name) to ``dst`` (a pod, node or Service name, or an IP).
 
         Returns a :class:`~kubenet_lab.datapath.trace.Trace`: every hop, the table entry that decided
-        it, and the packet there. See chapter 02.
+        it, and the packet there. Through a Service, kube-proxy's rules pick the endpoint: by a
+        seeded draw (``seed``), or the one named by ``endpoint``; ``trace.service_choice`` has the
+        exact probability of each. See chapters 02 and 04.
         """
         from .datapath.trace import trace
 
-        return trace(self, src, dst, dport=dport, proto=proto, size=size, sport=sport, df=df)
+        return trace(self, src, dst, dport=dport, proto=proto, size=size, sport=sport, df=df, endpoint=endpoint,
+                     seed=seed)
 
     def kube_proxy(self, node: str, **flags):
         """The kube-proxy of ``node``: ``.iptables_restore()`` is what it feeds iptables-restore.

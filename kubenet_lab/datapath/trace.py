@@ -19,6 +19,12 @@ network namespace of the cluster's :class:`~kubenet_lab.overlay.topology.Topolog
    namespace; without DF it leaves in fragments;
 5. on a node, traffic from the pod network to anywhere outside it is
    **masqueraded** by the CNI's POSTROUTING rule;
+   before all of this, a packet entering a node's stack (from a pod, from
+   another node, decapsulated, or sent by the node itself) crosses
+   **kube-proxy's rules** (:mod:`kubenet_lab.kubeproxy.netfilter`): a packet
+   to a Service is DNATed to one endpoint (hop ``dnat``), marked traffic is
+   masqueraded at POSTROUTING (hop ``masquerade``), and a Service without
+   endpoints is rejected by its filter rule (hop ``drop``);
 6. **transmit**: the frame crosses the link to the interface that owns its
    destination MAC, and the walk goes on there.
 
@@ -30,19 +36,32 @@ Each step is a :class:`Hop`; the ones that put the packet on a link are
 >>> t = c.trace("web-1", "web-2", proto="tcp", dport=8080)
 >>> t.outcome, [h.action for h in t.hops if h.on_wire]
 ('delivered', ['transmit', 'transmit', 'transmit'])
+
+A Service's ClusterIP: node-1's kube-proxy rules pick an endpoint (forced
+here; by default a seeded draw) and the walk goes on to that pod:
+
+>>> t = trace(c, "client", "web", proto="tcp", dport=80, endpoint="web-2")
+>>> dnat = next(h for h in t.hops if h.action == "dnat")
+>>> dnat.namespace, dnat.detail.split(" (")[0]
+('node-1', '10.109.131.193:80 -> 10.244.1.2:8080')
+>>> t.outcome, t.hops[-1].namespace, [str(p) for p in t.service_choice.probabilities.values()]
+('delivered', 'pod:default/web-2', ['3333333333/10000000000', '6666666667/20000000000', '6666666667/20000000000'])
 """
 
 from __future__ import annotations
 
 import html
 import ipaddress
+import weakref
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..addresses import IPAddress
 from ..errors import InvalidValue, NotFound
+from ..kubeproxy.netfilter import Flow, NetfilterResult, Rule, Ruleset
 from ..overlay.entries import Route
 from ..overlay.topology import CILIUM_HOST, Namespace, Topology, pod_namespace
 from .packet import DEFAULT_TTL, L4_HEADER, LOCAL_PORT_RANGE, Frame, Outer, Packet, flow_source_port
@@ -50,7 +69,7 @@ from .packet import DEFAULT_TTL, L4_HEADER, LOCAL_PORT_RANGE, Frame, Outer, Pack
 if TYPE_CHECKING:
     from ..cluster import Cluster
 
-__all__ = ["Hop", "Trace", "trace", "PROTOCOLS"]
+__all__ = ["Hop", "Trace", "ServiceChoice", "trace", "PROTOCOLS"]
 
 PROTOCOLS = ("icmp", "tcp", "udp")
 MAX_HOPS = 64
@@ -62,8 +81,8 @@ class Hop:
     """One step of the walk.
 
     ``namespace`` and ``interface`` say where, ``action`` what (route, forward,
-    neighbour, bridge, encapsulate, transmit, decapsulate, masquerade, deliver,
-    drop, icmp, exit), ``decided_by`` the table entry or rule that decided,
+    neighbour, bridge, encapsulate, transmit, decapsulate, dnat, masquerade,
+    deliver, drop, icmp, exit), ``decided_by`` the table entry or rule that decided,
     and ``packet`` the packet at that point as scapy builds it.
     """
 
@@ -88,8 +107,33 @@ class Hop:
 
 
 @dataclass(frozen=True)
+class ServiceChoice:
+    """Which endpoint kube-proxy's rules on ``node`` picked for a Service, and every endpoint's odds.
+
+    ``probabilities`` are exact (:class:`~fractions.Fraction`), from the ``--probability`` values as
+    kube-proxy prints them; ``kernel_probabilities`` from the 31-bit thresholds the kernel applies.
+    """
+
+    node: str
+    frontend: str
+    chosen: str
+    rule: str
+    probabilities: dict[str, Fraction]
+    kernel_probabilities: dict[str, Fraction]
+
+    def __str__(self) -> str:
+        odds = ", ".join(f"{ep} {p} (~{float(p):.10f})" for ep, p in self.probabilities.items())
+        return f"{self.frontend} on {self.node}: {self.chosen} chosen; {odds}"
+
+
+@dataclass(frozen=True)
 class Trace:
-    """The walk of one packet: its hops and how it ended (``delivered``, ``dropped`` or ``exited``)."""
+    """The walk of one packet: its hops and how it ended (``delivered``, ``dropped`` or ``exited``).
+
+    For a packet to a Service, ``service_choice`` tells which endpoint was chosen and with what
+    probability, ``netfilter`` holds every walk through kube-proxy's rules (node, result), and
+    ``notes`` say what conntrack rewrites on the way back.
+    """
 
     src: str
     dst: IPAddress
@@ -98,6 +142,9 @@ class Trace:
     outcome: str
     reason: str
     mode: str = ""
+    service_choice: ServiceChoice | None = None
+    netfilter: tuple[tuple[str, NetfilterResult], ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def wire_hops(self) -> tuple[Hop, ...]:
@@ -125,7 +172,7 @@ class Trace:
         head = f"trace {self.src} -> {self.dst} {self.proto} ({self.mode}): {self.outcome}"
         if self.reason:
             head += f", {self.reason}"
-        return "\n".join([head, *(str(h) for h in self.hops)])
+        return "\n".join([head, *(str(h) for h in self.hops), *(f"note: {n}" for n in self.notes)])
 
     def _repr_html_(self) -> str:
         rows = "".join(
@@ -135,8 +182,9 @@ class Trace:
         head = "".join(f"<th style='text-align:left'>{c}</th>" for c in ("#", "where", "interface", "what", "detail", "decided by"))
         caption = html.escape(f"{self.src} → {self.dst} {self.proto} ({self.mode}): {self.outcome}"
                               + (f", {self.reason}" if self.reason else ""))
+        notes = "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
         return (f"<table><caption style='text-align:left'><b>{caption}</b></caption>"
-                f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+                f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{notes}")
 
 
 class _Drop(Exception):
@@ -147,11 +195,29 @@ class _Drop(Exception):
         self.outcome, self.reason = outcome, reason
 
 
+# Each node's parsed kube-proxy rules, per topology: the cluster builds a new topology whenever it changes.
+_RULESETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def kube_proxy_rules(cluster: Cluster, topology: Topology, node: str) -> Ruleset:
+    """``node``'s kube-proxy ruleset, parsed once per cluster state."""
+    per_node = _RULESETS.setdefault(topology, {})
+    if node not in per_node:
+        per_node[node] = Ruleset.parse(cluster.kube_proxy(node).iptables_restore())
+    return per_node[node]
+
+
 @dataclass
 class _Walk:
     topology: Topology
     cluster: Cluster
     hops: list[Hop] = field(default_factory=list)
+    kube_proxy: bool = False
+    endpoint: str | None = None
+    seed: int = 0
+    masquerading: dict[str, tuple[Rule, Rule | None]] = field(default_factory=dict)
+    netfilter_walks: list[tuple[str, NetfilterResult]] = field(default_factory=list)
+    service_choice: ServiceChoice | None = None
 
     def hop(self, ns: str, interface: str | None, action: str, detail: str, decided_by, packet: Packet,
             on_wire: bool = False) -> None:
@@ -170,9 +236,64 @@ class _Walk:
                 best = route
         return best
 
+    def netfilter(self, ns: Namespace, packet: Packet, arrived_on: str | None) -> Packet:
+        """kube-proxy's rules on a node for a packet entering its stack (``arrived_on`` None: sent by
+        the node itself): DNAT to an endpoint, a pending masquerade, or a REJECT/DROP."""
+        if not self.kube_proxy or ns.kind != "node" or packet.outer is not None:
+            return packet
+        inner = packet.inner
+        flow = Flow(inner.src, inner.dst, inner.proto, inner.dport, inner.sport, in_interface=arrived_on,
+                    locally_generated=arrived_on is None)
+        result = kube_proxy_rules(self.cluster, self.topology, ns.name).walk(flow, local=ns.local_addresses(),
+                                                                               seed=self.seed)
+        if self.endpoint is not None and result.dnat is not None and self.service_choice is None:
+            result = result.choose(self.endpoint)
+        self.netfilter_walks.append((ns.name, result))
+        self.masquerading.pop(ns.name, None)
+        if result.dnat is not None:
+            host, _, port = result.dnat.rpartition(":")
+            before = f"{inner.dst}:{inner.dport}"
+            packet = replace(packet, inner=replace(inner, dst=ipaddress.ip_address(host.strip("[]")), dport=int(port)))
+            odds = result.probabilities
+            share = odds[result.dnat]
+            self.hop(ns.name, arrived_on, "dnat",
+                     f"{before} -> {result.dnat} (probability {share} ~ {float(share):.10f}, "
+                     f"one of {len(odds)} endpoints; {result.evaluated} rules evaluated)",
+                     result.dnat_rule, packet)
+            if self.service_choice is None:
+                self.service_choice = ServiceChoice(ns.name, before, result.dnat, result.dnat_rule.text, odds,
+                                                    result.kernel_probabilities)
+        if result.verdict in ("DROP", "REJECT"):
+            rule = result.verdict_rule
+            why = f"{result.verdict} by kube-proxy's rule" + (f" ({rule.comment})" if rule and rule.comment else "")
+            self.hop(ns.name, arrived_on, "drop", why, rule, packet)
+            answer = "; the sender gets ICMP port unreachable" if result.verdict == "REJECT" else ""
+            raise _Drop("dropped", f"{why} on {ns.name}{answer}")
+        if result.masquerade:
+            marked = next((s.rule for s in result.steps if s.rule.target == "KUBE-MARK-MASQ"), None)
+            self.masquerading[ns.name] = (result.masquerade_rule, marked)
+        return packet
+
+    def kube_masquerade(self, ns: Namespace, device, packet: Packet) -> tuple[Packet, bool]:
+        """KUBE-POSTROUTING's MASQUERADE for a marked packet: the source becomes the egress device's
+        address (Linux picks the node's primary address when the device has none)."""
+        pending = self.masquerading.pop(ns.name, None)
+        if pending is None or packet.outer is not None:
+            return packet, False
+        rule, marked = pending
+        inner = packet.inner
+        new_src = device.addresses[0].ip if device.addresses else self.cluster.node(ns.name).ip
+        packet = replace(packet, inner=replace(inner, src=new_src))
+        why = f" (marked by {marked.chain}: {marked.comment or marked.text})" if marked is not None else ""
+        if new_src == inner.src:
+            why += "; the address is already the egress device's, the source port may still change"
+        self.hop(ns.name, device.name, "masquerade", f"source {inner.src} -> {new_src}{why}", rule, packet)
+        return packet, True
+
     def receive(self, ns_name: str, interface: str, packet: Packet) -> None:
         """A frame arrived on ``interface``; Linux decides: local, decapsulate, or forward."""
         ns = self.topology[ns_name]
+        packet = self.netfilter(ns, packet, interface)
         if packet.dst in ns.local_addresses():
             if packet.outer is not None:
                 return self.decapsulate(ns, packet)
@@ -200,7 +321,7 @@ class _Walk:
                  f"{device.name}: {listens}", Packet(inner))
         if device.flow_based:
             return self.cilium_deliver(ns, Packet(inner), device.name)
-        self.route(ns, Packet(inner), forwarded=True, arrived_on=device.name)
+        self.route(ns, self.netfilter(ns, Packet(inner), device.name), forwarded=True, arrived_on=device.name)
 
     def route(self, ns: Namespace, packet: Packet, *, forwarded: bool, arrived_on: str | None = None) -> None:
         dst = packet.dst
@@ -235,11 +356,13 @@ class _Walk:
             if self.cilium_forward(ns, packet, device.name):
                 return
             raise _Drop("dropped", f"{ns.name}: Cilium has no endpoint or tunnel entry for {packet.dst}")
+        packet, translated = self.kube_masquerade(ns, device, packet)  # kube-proxy's POSTROUTING jump comes first
         if device.kind in ("vxlan", "geneve") and not device.flow_based:
             return self.encapsulate_vxlan(ns, device, next_hop, packet)
         if device.kind == "ipip":
             return self.encapsulate_ipip(ns, device, next_hop, packet, local=local)
-        packet = self.masquerade(ns, device, packet)
+        if not translated:  # one source NAT per connection: the CNI's MASQUERADE rule is not reached
+            packet = self.masquerade(ns, device, packet)
         self.transmit(ns, device.name, next_hop, packet)
 
     def masquerade(self, ns: Namespace, device, packet: Packet) -> Packet:
@@ -478,9 +601,44 @@ def _source_address(ns: Namespace, dst: IPAddress, default: IPAddress) -> IPAddr
     return addresses[0].ip if addresses else default
 
 
+def _service_frontends(cluster: Cluster, dst: IPAddress, dport: int | None) -> bool:
+    """Whether kube-proxy's rules would claim a packet to ``dst``:``dport``: a ClusterIP, an externalIP or
+    LoadBalancer IP, or a node's address with some Service's nodePort."""
+    if any(dst in c for c in cluster.network.service_cidrs):
+        return True
+    for service in cluster.services:
+        if dst in service.cluster_ips or dst in service.external_ips or dst in service.load_balancer_ips:
+            return True
+        if dport is not None and any(n.ip == dst for n in cluster.nodes) and (
+                dport == service.health_check_node_port or any(p.node_port == dport for p in service.ports)):
+            return True
+    return False
+
+
+def _undo_notes(hops: list[Hop]) -> tuple[str, ...]:
+    """What conntrack rewrites in the reply: each NAT of the walk undone where it was made, last first."""
+    notes = []
+    for hop in reversed(hops):
+        if hop.action == "dnat":
+            before, after = hop.detail.split(" (", 1)[0].split(" -> ")
+            notes.append(f"{hop.namespace}: conntrack rewrites the reply's source {after} back to {before} (un-DNAT)")
+        elif hop.action == "masquerade":
+            old, new = hop.detail.removeprefix("source ").split(" (", 1)[0].split(" -> ")
+            notes.append(f"{hop.namespace}: conntrack rewrites the reply's destination {new} back to {old} (un-SNAT)")
+    if notes:
+        notes.insert(0, "the reply is not walked: it retraces these NAT bindings, undone in reverse order")
+    return tuple(notes)
+
+
 def trace(cluster: Cluster, src: str, dst: str, *, dport: int | None = None, proto: str = "icmp",
-          size: int | None = None, sport: int | None = None, df: bool = True) -> Trace:
-    """Walk one packet from ``src`` to ``dst``; see the module docstring."""
+          size: int | None = None, sport: int | None = None, df: bool = True, endpoint: str | None = None,
+          seed: int = 0) -> Trace:
+    """Walk one packet from ``src`` to ``dst``; see the module docstring.
+
+    ``dst`` may also name a Service (its ClusterIP). Where kube-proxy load-balances, ``endpoint``
+    (a pod name, an IP or ``ip:port``) forces the endpoint; otherwise the random rules are drawn
+    with ``seed``. Either way :attr:`Trace.service_choice` holds every endpoint's exact probability.
+    """
     if proto not in PROTOCOLS:
         raise InvalidValue("trace", "proto", proto, f"must be one of {', '.join(PROTOCOLS)}")
     if proto != "icmp" and dport is None:
@@ -491,25 +649,41 @@ def trace(cluster: Cluster, src: str, dst: str, *, dport: int | None = None, pro
     src_ns, src_ip = _resolve(cluster, src, "src")
     if src_ns is None:
         raise NotFound("trace", "src", src, "must be a pod or a node of the cluster (the packet starts there)")
-    _, dst_ip = _resolve(cluster, dst, "dst")
+    service = next((v for v in cluster.services if dst in (v.name, f"{v.namespace}/{v.name}") and v.cluster_ips), None)
+    if service is not None and not any(p.name == dst or p.key == dst for p in cluster.pods) and \
+            not any(n.name == dst for n in cluster.nodes):
+        dst_ip = service.cluster_ips[0]
+    else:
+        _, dst_ip = _resolve(cluster, dst, "dst")
     if src_ip.version != 4 or dst_ip.version != 4:
         raise InvalidValue("trace", "dst", str(dst_ip), "must be IPv4: IPv6 packet walks are not modelled yet")
-    if any(dst_ip in c for c in cluster.network.service_cidrs):
+    if any(dst_ip in c for c in cluster.network.service_cidrs) and not any(dst_ip in v.cluster_ips
+                                                                         for v in cluster.services):
         raise InvalidValue("trace", "dst", str(dst_ip),
-                           "is a Service IP: walks through kube-proxy's DNAT come with the kube-proxy rules")
+                           "is in the Service CIDR but no Service has this ClusterIP: kube-proxy has no rule for it")
+    topology = cluster.topology()
+    kube_proxy = cluster.network.kube_proxy_mode == "iptables" and not topology.mode.flow_based
+    if not kube_proxy and _service_frontends(cluster, dst_ip, dport):
+        why = (f"Cilium ({cluster.network.cni}) load-balances Services in eBPF" if topology.mode.flow_based
+               else f"kube-proxy's {cluster.network.kube_proxy_mode} mode")
+        raise InvalidValue("trace", "dst", str(dst_ip),
+                           f"is a Service frontend, and walks through {why} are not modelled yet (iptables mode is)")
+    if endpoint is not None:
+        pod = next((p for p in cluster.pods if endpoint in (p.name, p.key) and p.ips), None)
+        endpoint = str(pod.ips[0]) if pod is not None else str(endpoint)
     header = 20 + L4_HEADER[proto]
     size = DEFAULT_SIZE[proto] if size is None else size
     if isinstance(size, bool) or not isinstance(size, int) or not header <= size <= 65535:
         raise InvalidValue("trace", "size", size, f"must be an IP packet length from {header} to 65535 bytes")
     sport = sport if sport is not None else (
         flow_source_port(src_ip, dst_ip, proto, 0, dport or 0, *LOCAL_PORT_RANGE) if proto != "icmp" else 1)
-    walk = _Walk(cluster.topology(), cluster)
+    walk = _Walk(topology, cluster, kube_proxy=kube_proxy, endpoint=endpoint, seed=seed)
     start = walk.topology[src_ns]
     if start.kind == "node":
         src_ip = _source_address(start, dst_ip, src_ip)
     frame = Frame(src=src_ip, dst=dst_ip, proto=proto, sport=sport, dport=dport or 0, df=df, payload=size - header)
     try:
-        walk.route(start, Packet(frame), forwarded=False)
+        walk.route(start, walk.netfilter(start, Packet(frame), None), forwarded=False)
         outcome, reason = "dropped", "the walk ended without a verdict"
     except _Drop as end:
         outcome, reason = end.outcome, end.reason
@@ -520,4 +694,5 @@ def trace(cluster: Cluster, src: str, dst: str, *, dport: int | None = None, pro
         elif walk.hops and walk.hops[-1].action not in ("drop", "icmp"):
             walk.hops.append(Hop(len(walk.hops) + 1, walk.hops[-1].namespace, walk.hops[-1].interface, "drop",
                                  end.reason, None, walk.hops[-1].state))
-    return Trace(src, dst_ip, proto, tuple(walk.hops), outcome, reason, cluster.network.cni)
+    return Trace(src, dst_ip, proto, tuple(walk.hops), outcome, reason, cluster.network.cni, walk.service_choice,
+                 tuple(walk.netfilter_walks), _undo_notes(walk.hops))

@@ -21,6 +21,7 @@ module                      kube-proxy concept
 :mod:`.iptables`            ``syncProxyRules``: the ``iptables-restore`` input
 :mod:`.nftables`            the nftables mode's ``syncProxyRules``: the ``nft -f`` input (table kube-proxy)
 :mod:`.hooks`               the jumps kube-proxy inserts into the built-in chains
+:mod:`.netfilter`           a packet's walk through the rules, as netfilter evaluates them
 :mod:`.proxy`               :class:`KubeProxy`: the same, for one node of a Cluster
 ==========================  ====================================================================
 
@@ -37,6 +38,7 @@ from .chains import endpoint_chain, service_port_chain_hash
 from .endpoints import CategorizedEndpoints, EndpointInfo, categorize_endpoints
 from .iptables import iptables_restore, probability, sync_proxy_rules
 from .localdetect import LocalTrafficDetector
+from .netfilter import Flow, Ruleset
 from .nftables import nft_ruleset, sync_nftables_rules
 from .nodeportaddresses import NodePortAddresses
 from .proxy import KubeProxy
@@ -51,6 +53,8 @@ __all__ = [
     "iptables_restore",
     "sync_proxy_rules",
     "nft_ruleset",
+    "Ruleset",
+    "Flow",
     "sync_nftables_rules",
     "probability",
     "service_port_chain_hash",

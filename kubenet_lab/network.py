@@ -22,6 +22,8 @@ field                       real setting
                             Calico's ``crossSubnet`` (encapsulate only across subnets);
                             ``vethMTU`` and ``tunnelMTU`` override the computed MTUs
                             (to reproduce a misconfigured cluster)
+``loadBalancer.pools``      MetalLB ``IPAddressPool`` s: ``name``, ``addresses``
+                            (CIDRs or first-last ranges), ``autoAssign``, ``avoidBuggyIPs``
 ==========================  ==========================================================
 
 >>> net = ClusterNetwork.from_object({
@@ -68,6 +70,18 @@ DEFAULT_NODE_SUBNET = "192.168.0.0/24"
 FABRIC_SUBNET = "172.31.255.0/24"
 
 __all__ = ["ClusterNetwork", "Rack", "CNI_MODES", "IPAM_MODES", "KUBE_PROXY_MODES", "BGP_DESIGNS"]
+
+
+def _pool(value: object):
+    """A MetalLB IPAddressPool from a scenario's ``loadBalancer.pools`` entry (or an AddressPool)."""
+    from .ipam.metallb import AddressPool
+
+    if isinstance(value, AddressPool):
+        return value
+    if not isinstance(value, dict) or not value.get("name"):
+        raise InvalidValue("ClusterNetwork", "spec.loadBalancer.pools[]", value, "must be {name, addresses: [...]}")
+    return AddressPool(value["name"], tuple(value.get("addresses") or ()), auto_assign=value.get("autoAssign", True),
+                       avoid_buggy_ips=value.get("avoidBuggyIPs", False))
 
 
 def _one_of(obj: str, name: str, value: object, options: tuple[str, ...]) -> str:
@@ -156,6 +170,7 @@ class ClusterNetwork:
     same_subnet_direct: bool = False
     veth_mtu: int | None = None
     tunnel_mtu: int | None = None
+    load_balancer_pools: tuple = ()
 
     @classmethod
     def build(
@@ -179,6 +194,7 @@ class ClusterNetwork:
         same_subnet_direct: bool = False,
         veth_mtu: int | None = None,
         tunnel_mtu: int | None = None,
+        load_balancer_pools: tuple | list = (),
     ) -> ClusterNetwork:
         """Validate every setting and return the settings object; raise InvalidValue/Overlap."""
         obj = "ClusterNetwork"
@@ -217,6 +233,7 @@ class ClusterNetwork:
             same_subnet_direct=bool(same_subnet_direct),
             veth_mtu=veth_mtu,
             tunnel_mtu=tunnel_mtu,
+            load_balancer_pools=tuple(_pool(p) for p in load_balancer_pools),
         )
         network._check_mtu()
         network._check_ranges()
@@ -266,9 +283,12 @@ class ClusterNetwork:
         named += [("underlay.subnet", s) for s in self.underlay_subnets()]
         if self.racks:
             named.append(("the fabric links", ipaddress.ip_network(FABRIC_SUBNET)))
+        for pool in self.load_balancer_pools:
+            for first, last in pool.ranges:
+                named += [(f"loadBalancer pool {pool.name}", net) for net in ipaddress.summarize_address_range(first, last)]
         for i, (name_a, a) in enumerate(named):
             for name_b, b in named[i + 1 :]:
-                if a.version == b.version and a.overlaps(b) and {name_a, name_b} != {"underlay.subnet"}:
+                if a.version == b.version and a.overlaps(b) and name_a != name_b:
                     raise Overlap("ClusterNetwork", name_b, str(b), f"must not overlap {name_a} {a}")
         seen: dict[str, str] = {}
         for rack in self.racks:
@@ -367,6 +387,7 @@ class ClusterNetwork:
             same_subnet_direct=overlay.get("directRouting", False) or overlay.get("crossSubnet", False),
             veth_mtu=overlay.get("vethMTU"),
             tunnel_mtu=overlay.get("tunnelMTU"),
+            load_balancer_pools=(spec.get("loadBalancer") or {}).get("pools") or (),
         )
 
     def to_object(self) -> dict[str, Any]:
@@ -401,6 +422,12 @@ class ClusterNetwork:
             overlay["vethMTU"] = self.veth_mtu
         if self.tunnel_mtu is not None:
             overlay["tunnelMTU"] = self.tunnel_mtu
+        if self.load_balancer_pools:
+            spec["loadBalancer"] = {"pools": [
+                {"name": p.name, "addresses": list(p.addresses),
+                 **({} if p.auto_assign else {"autoAssign": False}),
+                 **({"avoidBuggyIPs": True} if p.avoid_buggy_ips else {})}
+                for p in self.load_balancer_pools]}
         if overlay:
             spec["overlay"] = overlay
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": self.name}, "spec": spec}

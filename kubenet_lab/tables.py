@@ -83,11 +83,12 @@ def cluster_tables(cluster: Cluster) -> dict[str, Table]:
     for s in cluster.services:
         endpoints = sorted({str(e.address) for sl in cluster.endpoint_slices(s) for e in sl.endpoints if e.ready},
                            key=lambda a: (":" in a, a))
-        services.append((s.namespace, s.name, s.type, "None" if s.headless else _join(s.cluster_ips),
+        external = _join([*s.load_balancer_ips, *s.external_ips], "<pending>" if s.type == "LoadBalancer" else "<none>")
+        services.append((s.namespace, s.name, s.type, "None" if s.headless else _join(s.cluster_ips), external,
                          service_ports_text(s), _join(endpoints)))
     return {
         "nodes": Table("Nodes", ("NAME", "INTERNAL-IP", "POD-CIDRS", "RACK", "PODS"), nodes),
         "pods": Table("Pods", ("NAMESPACE", "NAME", "IP", "NODE", "LABELS"), pods),
-        "services": Table("Services", ("NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "ENDPOINTS"),
+        "services": Table("Services", ("NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "ENDPOINTS"),
                           tuple(services)),
     }

@@ -2,9 +2,9 @@
 
 * pod -> pod and pod -> node: the packet walk's verdict and on-wire bytes against ``ping`` and a
   capture (:meth:`~kubenet_lab.kernel.lab.KernelLab.verify`);
-* pod -> ClusterIP and node -> NodePort: kube-proxy's rules, loaded in every node, must hand the
-  connection to one of the Service's ready endpoints as the model's EndpointSlices list them,
-  or leave it unanswered when there are none.
+* pod -> ClusterIP and node -> NodePort: the walk through kube-proxy's rules gives the endpoints
+  the connection may reach (those with a non-zero probability) or none (REJECT); kube-proxy's
+  real rules, loaded in every node, must hand the connection to one of them, or to nobody.
 
 :func:`run_check` is what ``kubenet-lab lab check`` runs; :func:`random_cluster` makes the seeded
 random scenarios of the differential tests.
@@ -79,14 +79,28 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
                 verdict = lab.verify(cluster.trace(probe.src, probe.dst_ip))
                 ok, line = verdict.agrees, str(verdict)
             else:
+                allowed = _walk_endpoints(cluster, probe)
                 answer = lab.connect(probe.src, probe.dst_ip, probe.port, probe.proto)
-                ok = answer in probe.allowed if probe.allowed else answer is None
+                ok = answer in allowed if allowed else answer is None
+                if allowed != probe.allowed:
+                    ok = False  # the walk and the EndpointSlices disagree on the endpoints
+                    answer = f"{answer} (walk allows {sorted(allowed)}, slices list {sorted(probe.allowed)})"
                 expected = f"one of {', '.join(sorted(probe.allowed))}" if probe.allowed else "no answer (no endpoints)"
                 line = f"{'agree' if ok else 'DISAGREE'}: model {expected}, kernel {answer or 'no answer'}"
             agree += ok
             where = f"{probe.dst_ip}:{probe.port}/{probe.proto}" if probe.kind == "service" else probe.dst_ip
             report(f"[{number}/{len(chosen)}] {probe.src} -> {probe.label} ({where}): {line}")
     return len(chosen), agree
+
+
+def _walk_endpoints(cluster: Cluster, probe: Probe) -> frozenset[str]:
+    """The pods a Service probe may reach according to the packet walk through kube-proxy's rules."""
+    walk = cluster.trace(probe.src, probe.dst_ip, dport=probe.port, proto=probe.proto)
+    if walk.outcome != "delivered" or walk.service_choice is None:
+        return frozenset()
+    by_ip = {str(p.ip): p.name for p in cluster.pods if p.ip is not None}
+    return frozenset(by_ip[endpoint.rsplit(":", 1)[0]] for endpoint, chance in walk.service_choice.probabilities.items()
+                     if chance > 0 and endpoint.rsplit(":", 1)[0] in by_ip)
 
 
 def random_cluster(seed: int) -> Cluster:

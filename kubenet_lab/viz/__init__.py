@@ -7,6 +7,8 @@ import matplotlib only when called, so ``import kubenet_lab`` stays fast.
 
 from .mtu import draw_mtu_budget, draw_pod_mtu_vs_underlay, mtu_explorer, mtu_explorer_model
 from .packets import draw_header_stack, header_layers, hexdump, pcap_summary
+from .services import (RulesPerPacket, chain_graph, chain_layout, draw_chain_graph, draw_load_balancing,
+                       draw_rules_per_packet, path_edges, rules_per_packet, simulate_connections)
 from .style import COLORS, apply_style
 from .topology import draw_address_map, draw_topology, topology_graph, topology_layout
 from .walk import draw_trace, draw_tunnels, trace_legs, tunnels
@@ -14,4 +16,6 @@ from .walk import draw_trace, draw_tunnels, trace_legs, tunnels
 __all__ = ["COLORS", "apply_style", "draw_topology", "draw_address_map", "topology_graph", "topology_layout",
            "draw_mtu_budget", "draw_pod_mtu_vs_underlay", "mtu_explorer", "mtu_explorer_model",
            "draw_header_stack", "header_layers", "hexdump", "pcap_summary",
-           "draw_tunnels", "draw_trace", "tunnels", "trace_legs"]
+           "draw_tunnels", "draw_trace", "tunnels", "trace_legs",
+           "chain_graph", "chain_layout", "path_edges", "draw_chain_graph", "simulate_connections",
+           "draw_load_balancing", "RulesPerPacket", "rules_per_packet", "draw_rules_per_packet"]

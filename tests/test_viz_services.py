@@ -1,0 +1,98 @@
+"""The Services views: chain graph, load-balancing simulation, rules per packet (kubenet_lab.viz.services)."""
+
+from fractions import Fraction
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from kubenet_lab import Cluster  # noqa: E402
+from kubenet_lab.errors import NotFound  # noqa: E402
+from kubenet_lab.kubeproxy import Flow, Ruleset  # noqa: E402
+from kubenet_lab.viz.services import (  # noqa: E402
+    chain_graph, draw_chain_graph, draw_load_balancing, draw_rules_per_packet, path_edges, rules_per_packet,
+    simulate_connections)
+
+
+@pytest.fixture(scope="module")
+def c():
+    return Cluster.load("scenarios/three-node-vxlan.yaml")
+
+
+@pytest.fixture(scope="module")
+def text(c):
+    return c.kube_proxy("node-1").iptables_restore()
+
+
+def test_chain_graph_of_a_three_endpoint_service(c, text):
+    g = chain_graph(text, "default/web")
+    seps = [n for n in g if n.startswith("KUBE-SEP-")]
+    assert len(seps) == 3
+    (svc,) = [n for n in g if n.startswith("KUBE-SVC-")]
+    assert g.has_edge("KUBE-SERVICES", svc) and "KUBE-MARK-MASQ" in g
+    to_sep = [g.edges[e] for e in g.out_edges(svc) if e[1].startswith("KUBE-SEP-")]
+    assert [e["printed"] for e in to_sep] == ["0.3333333333", "0.5000000000", None]
+    assert [e["probability"] for e in to_sep] == [Fraction("0.3333333333"), Fraction(1, 2), 1]
+    assert sorted(g.nodes[s]["dnat"] for s in seps) == ["10.244.0.2:8080", "10.244.1.2:8080", "10.244.2.2:8080"]
+    assert all(g.has_edge(s, "KUBE-MARK-MASQ") for s in seps)  # hairpin
+    assert chain_graph(Ruleset.parse(text), "default/web:http").nodes == g.nodes
+
+
+def test_nodeport_graph_has_the_external_chains(text):
+    g = chain_graph(text, "default/web-nodeport")
+    assert any(n.startswith("KUBE-EXT-") for n in g) and g.has_edge("KUBE-SERVICES", "KUBE-NODEPORTS")
+
+
+def test_unknown_service_and_no_endpoints():
+    c = Cluster()
+    c.add_node("node-1", ip="192.168.0.11")
+    c.add_service("empty", selector={"app": "none"}, port=80)
+    text = c.kube_proxy("node-1").iptables_restore()
+    g = chain_graph(text, "default/empty")
+    assert g.has_edge("filter KUBE-SERVICES", "REJECT")
+    with pytest.raises(NotFound):
+        chain_graph(text, "default/nothing")
+
+
+def test_path_from_a_trace_and_a_walk(c, text):
+    g = chain_graph(text, "default/web")
+    t = c.trace("client", "web", proto="tcp", dport=80, endpoint="web-2")
+    edges = path_edges(g, t)
+    assert edges[0][0] == "KUBE-SERVICES" and edges[-1][1] == next(
+        n for n in g if g.nodes[n].get("dnat") == "10.244.1.2:8080")
+    assert path_edges(g, t.netfilter[0][1]) == edges
+
+
+def test_simulation_is_seeded_and_near_one_third(c, text):
+    flow = Flow("10.244.0.3", c.service("web").cluster_ips[0], "tcp", 80, in_interface="cni0")
+    counts = simulate_connections(text, flow, n=10000, seed=0)
+    assert sum(counts.values()) == 10000 and len(counts) == 3
+    assert all(abs(n / 10000 - 1 / 3) < 0.02 for n in counts.values())
+    assert simulate_connections(text, flow, n=10000, seed=0) == counts
+    assert simulate_connections(text, flow, n=10000, seed=1) != counts
+
+
+def test_rules_per_packet_grows_by_one_per_service():
+    rows = rules_per_packet((10, 20, 40))
+    for a, b in zip(rows, rows[1:]):
+        assert b.to_last_service - a.to_last_service == b.services - a.services
+        assert b.no_service - a.no_service == b.services - a.services
+        assert b.rules > a.rules
+
+
+def test_drawings_return_titled_axes(c, text):
+    import matplotlib.pyplot as plt
+
+    g = chain_graph(text, "default/web")
+    t = c.trace("client", "web", proto="tcp", dport=80)
+    for ax in (draw_chain_graph(g, t),
+               draw_load_balancing({"a": 50, "b": 50}, {"a": Fraction(1, 2), "b": Fraction(1, 2)}),
+               draw_rules_per_packet(rules_per_packet((10, 100)))):
+        assert ax.get_title()
+        plt.close(ax.figure)
+    fig, ax = plt.subplots()
+    assert draw_rules_per_packet(rules_per_packet((10,)), ax=ax) is ax
+    assert ax.get_xscale() == "log" and ax.get_xlabel() and ax.get_ylabel()
+    plt.close(fig)

@@ -22,6 +22,7 @@ module                      kube-proxy concept
 :mod:`.nftables`            the nftables mode's ``syncProxyRules``: the ``nft -f`` input (table kube-proxy)
 :mod:`.hooks`               the jumps kube-proxy inserts into the built-in chains
 :mod:`.netfilter`           a packet's walk through the rules, as netfilter evaluates them
+:mod:`.diff`                what one sync changes: chains and rules added and deleted
 :mod:`.proxy`               :class:`KubeProxy`: the same, for one node of a Cluster
 ==========================  ====================================================================
 
@@ -37,6 +38,7 @@ Introduced in chapter 04 (ClusterIP) and used again in chapters 05 and 06.
 from .chains import endpoint_chain, service_port_chain_hash
 from .endpoints import CategorizedEndpoints, EndpointInfo, categorize_endpoints
 from .iptables import iptables_restore, probability, sync_proxy_rules
+from .diff import RulesetDiff, ruleset_diff
 from .localdetect import LocalTrafficDetector
 from .netfilter import Flow, Ruleset
 from .nftables import nft_ruleset, sync_nftables_rules
@@ -55,6 +57,8 @@ __all__ = [
     "nft_ruleset",
     "Ruleset",
     "Flow",
+    "ruleset_diff",
+    "RulesetDiff",
     "sync_nftables_rules",
     "probability",
     "service_port_chain_hash",

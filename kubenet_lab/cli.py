@@ -53,20 +53,16 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    import subprocess
-
     from .cluster import Cluster
     from .kernel import KernelLab, missing_requirements
+    from .kernel.lab import lab_namespaces, remove_namespaces
     from .kernel.plan import PREFIX_PATTERN
 
     if args.action == "status":
-        listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         labs: dict[str, int] = {}
-        for line in listing.splitlines():
-            name = line.split()[0] if line.split() else ""
+        for name in lab_namespaces():
             prefix = name.split("-", 1)[0]
-            if PREFIX_PATTERN.match(prefix) and "-" in name:
-                labs[prefix] = labs.get(prefix, 0) + 1
+            labs[prefix] = labs.get(prefix, 0) + 1
         for prefix, count in sorted(labs.items()):
             print(f"{prefix}  {count} namespaces")
         print(f"{len(labs)} lab(s) up")
@@ -75,10 +71,7 @@ def _lab(args: argparse.Namespace) -> int:
         if args.all:
             removed = KernelLab.cleanup_all()
         elif args.target and PREFIX_PATTERN.match(args.target):
-            listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-            removed = [l.split()[0] for l in listing.splitlines() if l.startswith(args.target + "-")]
-            for name in removed:
-                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            removed = remove_namespaces(lab_namespaces(args.target))
         else:
             print("kubenet-lab: error: lab down needs a lab prefix such as knl1a2b3c (see 'lab status') or --all",
                   file=sys.stderr)

@@ -36,16 +36,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidValue
-from .plan import Command, LabNames, is_lab_command, plan, unsupported_reason
+from .plan import PREFIX_PATTERN, Command, LabNames, is_lab_command, plan, unsupported_reason
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
     from ..datapath.trace import Trace
 
-__all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements"]
+__all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements", "lab_namespaces", "remove_namespaces"]
 
 TOOLS = ("ip", "bridge", "iptables-restore", "ping", "dumpcap")
 COMMAND_TIMEOUT_S = 20
+
+
+def lab_namespaces(prefix: str | None = None) -> list[str]:
+    """The network namespaces of one lab (``prefix``), or of every kernel lab (``knl<6 hex>-…``)."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    names = [line.split()[0] for line in listing.stdout.splitlines() if line.split()]
+    if prefix is None:
+        return [n for n in names if PREFIX_PATTERN.match(n.split("-", 1)[0]) and "-" in n]
+    return [n for n in names if n.startswith(prefix + "-")]
+
+
+def remove_namespaces(names: list[str]) -> list[str]:
+    """Delete lab namespaces (their links and routes go with them); return the names."""
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=COMMAND_TIMEOUT_S)
+    return names
 
 
 def missing_requirements() -> str | None:
@@ -151,8 +167,7 @@ class KernelLab:
                 server.kill()
                 server.wait()
         self._servers.clear()
-        for netns in self._namespaces():
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=COMMAND_TIMEOUT_S)
+        remove_namespaces(self._namespaces())
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers.clear()
@@ -163,21 +178,12 @@ class KernelLab:
         raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
 
     def _namespaces(self) -> list[str]:
-        listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-        return [line.split()[0] for line in listing.stdout.splitlines()
-                if line.split() and line.split()[0].startswith(self.prefix + "-")]
+        return lab_namespaces(self.prefix)
 
     @staticmethod
     def cleanup_all() -> list[str]:
         """Remove the namespaces of every kubenet-lab kernel lab (``kubenet-lab lab down --all``)."""
-        listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-        removed = []
-        for line in listing.stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            if re.match(r"^knl[0-9a-f]{6}-", name):
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=COMMAND_TIMEOUT_S)
-                removed.append(name)
-        return removed
+        return remove_namespaces(lab_namespaces())
 
     def _run(self, command: Command) -> str:
         result = subprocess.run(command.argv, input=command.stdin, capture_output=True, text=True,

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from report import report
+
 TARGET_S = 0.5
 RUNS = 7
 
@@ -28,10 +30,7 @@ def main() -> int:
     bare = statistics.median(timed("pass") for _ in range(RUNS))
     full = statistics.median(timed("import kubenet_lab") for _ in range(RUNS))
     cost = full - bare
-    print(f"{'case':<24}{'median s':>10}{'target s':>10}{'ratio':>8}  result")
-    print(f"{'python -c pass':<24}{bare:>10.3f}{'':>10}{'':>8}")
-    print(f"{'import kubenet_lab':<24}{cost:>10.3f}{TARGET_S:>10.1f}{cost / TARGET_S:>8.2f}  {'ok' if cost < TARGET_S else 'MISSED'}")
-    return 0 if cost < TARGET_S else 1
+    return report([("python -c pass", bare, None), ("import kubenet_lab", cost, TARGET_S)], unit="median s")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ Cases:
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from report import best_of, report  # noqa: E402
 
 from kubenet_lab.ipam import BlockIPAM, HostLocal, NodeCIDRAllocator  # noqa: E402
 
@@ -62,26 +63,8 @@ CASES = [
 ]
 
 
-def best_of(function, repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main() -> int:
-    rows = []
-    for name, function, target in CASES:
-        seconds = best_of(function)
-        rows.append((name, f"{seconds:.3f}", f"{target:.2f}", f"{seconds / target:.2f}",
-                     "pass" if seconds <= target else "FAIL"))
-    header = ("case", "seconds", "target s", "ratio", "result")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
-    return 0 if all(row[-1] == "pass" for row in rows) else 1
+    return report([(name, best_of(function, REPEATS)[0], target) for name, function, target in CASES], unit="seconds")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import best_of, report, table  # noqa: E402
+
 from kubenet_lab.kubeproxy import ProxierSettings, iptables_restore  # noqa: E402
 from kubenet_lab.objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort  # noqa: E402
 
@@ -69,15 +71,6 @@ def generate(services, slices) -> str:
     return iptables_restore(services, slices, SETTINGS)
 
 
-def best_of(function, *args, repeats: int = REPEATS) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def kernel_load_seconds(rules: str, tool: str, timeout: float) -> float | str:
     """Seconds for ``tool`` to load ``rules`` into a fresh namespace, or why it was not measured."""
     if os.geteuid() != 0:
@@ -102,26 +95,18 @@ def kernel_load_seconds(rules: str, tool: str, timeout: float) -> float | str:
         subprocess.run(["ip", "netns", "delete", namespace], capture_output=True)
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--load-timeout", type=float, default=120.0, metavar="SECONDS",
                         help="longest wait for one iptables-restore load (default 120)")
     args = parser.parse_args()
     services, slices = build_objects()
-    seconds, rules = best_of(generate, services, slices)
+    seconds, rules = best_of(generate, REPEATS, services, slices)
     lines = rules.splitlines()
     rule_count = sum(line.startswith("-A ") for line in lines)
     chain_count = sum(line.startswith(":") for line in lines)
     case = f"{SERVICES:,} Services x {ENDPOINTS_PER_SERVICE} endpoints: generate"
-    rows = [(case, f"{seconds:.3f}", f"{TARGET_SECONDS:.2f}", f"{seconds / TARGET_SECONDS:.2f}",
-             "pass" if seconds <= TARGET_SECONDS else "FAIL")]
-    table(("case", "seconds", "target s", "ratio", "result"), rows)
+    status = report([(case, seconds, TARGET_SECONDS)], unit="seconds")
     print(f"\nruleset: {rule_count:,} rules in {chain_count:,} chains, {len(rules) / 1e6:.1f} MB of iptables-restore input\n")
     loads = [("generate (kubenet_lab, best of 3)", f"{seconds:.3f}", "1.00")]
     for tool in ("iptables-legacy-restore", "iptables-nft-restore"):
@@ -132,7 +117,7 @@ def main() -> int:
         else:
             loads.append((f"{tool} into a fresh namespace", f"{load:.3f}", f"{seconds / load:.2f}"))
     table(("step", "seconds", "generate / step"), loads)
-    return 0 if seconds <= TARGET_SECONDS else 1
+    return status
 
 
 if __name__ == "__main__":

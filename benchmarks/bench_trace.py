@@ -13,9 +13,9 @@ Prints a table with each figure's ratio to its target; exits non-zero if a targe
     .venv/bin/python benchmarks/bench_trace.py
 """
 
-import statistics
 import sys
-import time
+
+from report import median_of, report
 
 from kubenet_lab import Cluster
 
@@ -29,12 +29,7 @@ def build(nodes: int) -> Cluster:
 
 
 def median_ms(action, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+    return median_of(action, runs) * 1000
 
 
 def main() -> int:
@@ -64,16 +59,7 @@ def main() -> int:
         assert sum(len(topology[f"node-{i}"].fdb) for i in range(1000)) == 999_000
 
     rows.append(("VTEP tables, 1,000 nodes, every node", median_ms(all_nodes, 1), 1000.0))
-    print(f"{'case':<40}{'median ms':>11}{'target ms':>11}{'ratio':>8}  result")
-    failed = False
-    for name, value, target in rows:
-        if target is None:
-            print(f"{name:<40}{value:>11.2f}")
-            continue
-        ok = value < target
-        failed |= not ok
-        print(f"{name:<40}{value:>11.2f}{target:>11.0f}{value / target:>8.2f}  {'ok' if ok else 'MISSED'}")
-    return 1 if failed else 0
+    return report(rows, unit="median ms", digits=2)
 
 
 if __name__ == "__main__":

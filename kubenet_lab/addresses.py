@@ -27,7 +27,7 @@ from .errors import InvalidValue
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
-__all__ = ["IPAddress", "IPNetwork", "parse_address", "parse_network", "family_name"]
+__all__ = ["IPAddress", "IPNetwork", "parse_address", "parse_network", "parse_port", "family_name"]
 
 
 def parse_address(value: object, *, obj: str, field: str) -> IPAddress:
@@ -60,6 +60,17 @@ def parse_network(value: object, *, obj: str, field: str, strict: bool = True) -
     except ValueError:
         raise InvalidValue(obj, field, value, "must be a CIDR such as '10.244.0.0/16' or 'fd00:10:244::/56'") from None
     raise InvalidValue(obj, field, value, f"must be a network address without host bits set, e.g. '{loose}'")
+
+
+def parse_port(value: object, *, obj: str, field: str) -> int:
+    """Return ``value`` if it is a TCP/UDP port number (1-65535), or raise InvalidValue.
+
+    >>> parse_port(8080, obj="Service web", field="spec.ports[0].port")
+    8080
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidValue(obj, field, value, "must be a port number from 1 to 65535")
+    return value
 
 
 def family_name(version: int) -> str:

@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .addresses import IPAddress, IPNetwork, family_name, parse_address, parse_network
+from .addresses import IPAddress, IPNetwork, family_name, parse_address, parse_network, parse_port
 from .endpointslices import endpoint_slices_for
 from .errors import AlreadyExists, Exhausted, InvalidValue, NotFound, Overlap
 from .ipam import BlockIPAM, HostLocal, NodeCIDRAllocator, NodePortAllocator, ServiceIPAllocator
@@ -74,12 +74,6 @@ def _as_list(value: object) -> list:
     if isinstance(value, str):
         return value.split(",")
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _port_number(obj: str, field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InvalidValue(obj, field, value, "must be a port number from 1 to 65535")
-    return value
 
 
 class _Transaction:
@@ -427,14 +421,14 @@ class Cluster:
         if ports is None:
             return ()
         if isinstance(ports, Mapping):
-            return tuple(ContainerPort(port=_port_number(obj, f"ports.{n}", p), name=n) for n, p in ports.items())
+            return tuple(ContainerPort(port=parse_port(p, obj=obj, field=f"ports.{n}"), name=n) for n, p in ports.items())
         if isinstance(ports, (list, tuple)):
             result = []
             for i, p in enumerate(ports):
                 if isinstance(p, ContainerPort):
                     result.append(p)
                 else:
-                    result.append(ContainerPort(port=_port_number(obj, f"ports[{i}]", p)))
+                    result.append(ContainerPort(port=parse_port(p, obj=obj, field=f"ports[{i}]")))
             return tuple(result)
         raise InvalidValue(obj, "ports", ports, "must be a mapping of port names to numbers, or a list of numbers")
 
@@ -631,11 +625,11 @@ class Cluster:
             if not isinstance(entry, ServicePort):
                 if not isinstance(entry, Mapping):
                     raise InvalidValue(obj, where, entry, "must be a mapping with port, targetPort, protocol, name")
-                number = _port_number(obj, f"{where}.port", entry.get("port"))
+                number = parse_port(entry.get("port"), obj=obj, field=f"{where}.port")
                 target = entry.get("targetPort")
                 target = number if target is None else target
                 if not isinstance(target, str):
-                    target = _port_number(obj, f"{where}.targetPort", target)
+                    target = parse_port(target, obj=obj, field=f"{where}.targetPort")
                 elif not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", target) or len(target) > 15:
                     raise InvalidValue(obj, f"{where}.targetPort", target, "must be a port number or an IANA_SVC_NAME (at most 15 characters)")
                 entry = ServicePort(port=number, target_port=target, protocol=entry.get("protocol") or "TCP",

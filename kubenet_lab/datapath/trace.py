@@ -59,7 +59,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..addresses import IPAddress
+from ..addresses import IPAddress, parse_port
 from ..errors import InvalidValue, NotFound
 from ..kubeproxy.netfilter import Flow, NetfilterResult, Rule, Ruleset
 from ..overlay.entries import Route
@@ -644,8 +644,8 @@ def trace(cluster: Cluster, src: str, dst: str, *, dport: int | None = None, pro
     if proto != "icmp" and dport is None:
         raise InvalidValue("trace", "dport", dport, f"must be given for {proto}")
     for name, value in (("dport", dport), ("sport", sport)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535):
-            raise InvalidValue("trace", name, value, "must be a port number from 1 to 65535")
+        if value is not None:
+            parse_port(value, obj="trace", field=name)
     src_ns, src_ip = _resolve(cluster, src, "src")
     if src_ns is None:
         raise NotFound("trace", "src", src, "must be a pod or a node of the cluster (the packet starts there)")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import random
 
+from ..addresses import parse_port
 from ..errors import AlreadyExists, Exhausted, InvalidValue, NotAllocated
 from ._rand import rand_below
 
@@ -50,8 +51,7 @@ class NodePortAllocator:
     def __init__(self, first: int = DEFAULT_RANGE[0], last: int = DEFAULT_RANGE[1], *, seed: int = 0):
         obj = "NodePortAllocator"
         for name, value in (("first", first), ("last", last)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-                raise InvalidValue(obj, name, value, "must be a port number from 1 to 65535")
+            parse_port(value, obj=obj, field=name)
         if last < first:
             raise InvalidValue(obj, "last", last, f"must not be below the first port {first}")
         self.first, self.last = first, last

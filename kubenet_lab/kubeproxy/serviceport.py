@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..addresses import IPAddress, IPNetwork
+from ..addresses import IPAddress, IPNetwork, parse_port
 from ..errors import InvalidValue
 from ..objects import Service
 
@@ -120,11 +120,9 @@ class ServicePortInfo:
 
 
 def _check_port(obj: str, field: str, value: object, allow_zero: bool = False) -> int:
-    if value is None and allow_zero:
+    if allow_zero and (value is None or (value == 0 and not isinstance(value, bool))):
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or not (0 if allow_zero else 1) <= value <= 65535:
-        raise InvalidValue(obj, field, value, "must be a port number from 1 to 65535")
-    return value
+    return parse_port(value, obj=obj, field=field)
 
 
 def service_ports(service: Service, family: int, health_check_node_ports: Mapping[str, int],

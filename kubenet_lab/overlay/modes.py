@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..addresses import parse_port
 from ..errors import InvalidValue
 
 __all__ = ["DatapathMode", "MODES", "mode_for", "IPV4_MIN_MTU", "IPV6_MIN_MTU", "LINUX_VXLAN_PORT", "IANA_VXLAN_PORT",
@@ -100,8 +101,7 @@ class DatapathMode:
         if udp_port is not None:
             if self.encapsulation not in ("vxlan", "geneve"):
                 raise InvalidValue(obj, "overlay.port", udp_port, "can only be set for VXLAN and Geneve")
-            if isinstance(udp_port, bool) or not isinstance(udp_port, int) or not 1 <= udp_port <= 65535:
-                raise InvalidValue(obj, "overlay.port", udp_port, "must be a UDP port from 1 to 65535")
+            parse_port(udp_port, obj=obj, field="overlay.port")
         if same_subnet_direct and self.encapsulation is None:
             raise InvalidValue(obj, "overlay.directRouting", same_subnet_direct,
                                "only applies to an encapsulating mode")

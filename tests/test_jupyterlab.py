@@ -6,21 +6,16 @@ HTTP where it sends a browser and whether it serves the notebook, and stops it.
 """
 
 import importlib.util
-import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from jupyter_server import running_lab
+
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "kubenet-lab-test"
 
 
 def load_course():
@@ -30,12 +25,6 @@ def load_course():
     return module
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -43,45 +32,20 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 @pytest.fixture
 def lab(tmp_path):
-    port = free_port()
-    command = load_course().lab_command(sys.executable, [
-        "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-        f"--IdentityProvider.token={TOKEN}", "--ServerApp.port_retries=0"])
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
-    log = open(tmp_path / "lab.log", "wb")
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, (tmp_path / "lab.log").read_text()
-                assert time.monotonic() < deadline, "JupyterLab did not answer within 90 s"
-                time.sleep(0.5)
-        yield base
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+    with running_lab(load_course().lab_command(sys.executable, []), tmp_path, cwd=ROOT) as server:
+        yield server
 
 
 def test_lab_opens_on_chapter_00(lab):
     opener = urllib.request.build_opener(NoRedirect)
     with pytest.raises(urllib.error.HTTPError) as redirect:
-        opener.open(f"{lab}/?token={TOKEN}", timeout=10)
+        opener.open(lab.link("/"), timeout=10)
     assert redirect.value.code == 302
     assert redirect.value.headers["Location"].startswith("/lab/tree/notebooks/00-start-here.ipynb")
-    page = urllib.request.urlopen(f"{lab}/lab/tree/notebooks/00-start-here.ipynb?token={TOKEN}", timeout=10)
+    page = urllib.request.urlopen(lab.link("lab/tree/notebooks/00-start-here.ipynb"), timeout=10)
     assert page.status == 200 and b"JupyterLab" in page.read()
     # The repository is the root, so the whole course (and scenarios/) is in the file browser.
-    model = json.load(urllib.request.urlopen(f"{lab}/api/contents/notebooks/00-start-here.ipynb?token={TOKEN}", timeout=10))
+    model = lab.api("contents/notebooks/00-start-here.ipynb")
     assert model["type"] == "notebook" and model["content"]["cells"][0]["source"].startswith("# 00 · Start here")
-    listing = json.load(urllib.request.urlopen(f"{lab}/api/contents?token={TOKEN}", timeout=10))
+    listing = lab.api("contents")
     assert {"notebooks", "scenarios"} <= {item["name"] for item in listing["content"]}

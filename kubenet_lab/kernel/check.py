@@ -4,7 +4,11 @@
   capture (:meth:`~kubenet_lab.kernel.lab.KernelLab.verify`);
 * pod -> ClusterIP and node -> NodePort: the walk through kube-proxy's rules gives the endpoints
   the connection may reach (those with a non-zero probability) or none (REJECT); kube-proxy's
-  real rules, loaded in every node, must hand the connection to one of them, or to nobody.
+  real rules (iptables or nftables mode), loaded in every node, must hand the connection to one
+  of them, or to nobody;
+* in a BGP-routed scenario, first, each router's routes as BIRD learnt them against the
+  simulated fabric's FIB (:meth:`~kubenet_lab.kernel.lab.KernelLab.route_disagreements`): the
+  probes then travel over routes BIRD installed.
 
 :func:`run_check` is what ``kubenet-lab lab check`` runs; :func:`random_cluster` makes the seeded
 random scenarios of the differential tests.
@@ -64,7 +68,9 @@ def probes(cluster: Cluster) -> list[Probe]:
 
 def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: None,
               sample: int | None = None, seed: int = 0) -> tuple[int, int]:
-    """Build ``cluster`` in the kernel, ask every probe (or a seeded sample of ``sample``), return (total, agree)."""
+    """Build ``cluster`` in the kernel, ask every probe (or a seeded sample of ``sample``), return (total, agree).
+
+    In a BGP-routed scenario each router's FIB counts as one more probe."""
     from .lab import KernelLab
 
     chosen = probes(cluster)
@@ -72,6 +78,17 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
         chosen = random.Random(seed).sample(chosen, sample)
     agree = 0
     with KernelLab(cluster) as lab:
+        routers = []
+        if lab.fabric is not None:
+            disagreements = lab.route_disagreements()
+            routers = sorted(lab.fabric.speakers)
+            for name in routers:
+                lines = disagreements.get(name)
+                count = len(lab.fabric.fib(name))
+                verdict = (f"DISAGREE: {'; '.join(lines)}" if lines else
+                           f"agree: the kernel's proto bird routes are the simulator's FIB ({count} prefixes)")
+                report(f"[routes] {name}: {verdict}")
+                agree += not lines
         if any(p.kind == "service" for p in chosen):
             lab.start_echo_servers()
         for number, probe in enumerate(chosen, 1):
@@ -90,7 +107,7 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
             agree += ok
             where = f"{probe.dst_ip}:{probe.port}/{probe.proto}" if probe.kind == "service" else probe.dst_ip
             report(f"[{number}/{len(chosen)}] {probe.src} -> {probe.label} ({where}): {line}")
-    return len(chosen), agree
+    return len(chosen) + len(routers), agree
 
 
 def _walk_endpoints(cluster: Cluster, probe: Probe) -> frozenset[str]:

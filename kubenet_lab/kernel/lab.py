@@ -5,11 +5,20 @@
         lab.verify(cluster.trace("web-1", "web-3"))
 
 It needs root on Linux with iproute2, iptables, ping and dumpcap (tshark's
-capture tool). Everything it creates lives in network namespaces named
+capture tool); nft for kube-proxy's nftables mode, BIRD 2 for a BGP-routed scenario. Everything it creates lives in network namespaces named
 ``knl<6 hex>-…`` (:mod:`kubenet_lab.kernel.plan`); it touches nothing of the
 host's own namespace, and it removes its namespaces when the ``with`` block
 ends, when a command fails, and on SIGINT/SIGTERM. ``KernelLab.cleanup_all()``
 removes leftovers of labs that were killed before they could clean up.
+
+In a BGP-routed scenario (``spec.bgp.design`` set) every router of the simulated
+:class:`~kubenet_lab.bgp.fabric.Fabric` (nodes, ToRs, spine) runs BIRD 2 with a
+configuration generated from the same design (:mod:`kubenet_lab.kernel.bird`); its
+control socket, pid file and log live in the lab's run directory
+(``<tmp>/kubenet-lab-<prefix>``). :meth:`KernelLab.up` waits until every session is
+Established and the kernel tables hold the simulator's routes, and BIRD is stopped by its
+pid before the namespaces go. :meth:`KernelLab.route_disagreements` compares each
+router's ``proto bird`` routes with the simulator's FIB.
 
 :meth:`KernelLab.verify` replays a trace: it sends the same packet (an ICMP
 echo of the same size, with or without DF) from the same namespace, captures
@@ -39,13 +48,47 @@ from ..errors import InvalidValue
 from .plan import PREFIX_PATTERN, Command, LabNames, is_lab_command, plan, unsupported_reason
 
 if TYPE_CHECKING:
+    from ..bgp.fabric import Fabric
     from ..cluster import Cluster
     from ..datapath.trace import Trace
 
-__all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements", "lab_namespaces", "remove_namespaces"]
+__all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements", "lab_namespaces", "remove_namespaces",
+           "run_dir", "stop_daemons", "BGP_WAIT_S"]
 
 TOOLS = ("ip", "bridge", "iptables-restore", "ping", "dumpcap")
 COMMAND_TIMEOUT_S = 20
+BGP_WAIT_S = 20  # bound on waiting for sessions and kernel routes after BIRD starts
+
+
+def run_dir(prefix: str) -> Path:
+    """The lab's run directory: BIRD's configurations, control sockets, pid files and logs."""
+    return Path(tempfile.gettempdir()) / f"kubenet-lab-{prefix}"
+
+
+def stop_daemons(prefix: str) -> list[int]:
+    """Stop the routing daemons of one lab by the pids in its run directory; remove the directory.
+
+    A pid is signalled only while it still names a ``bird`` process (a pid file can outlive its
+    process and the number be reused)."""
+    directory = run_dir(prefix)
+    stopped = []
+    for pidfile in sorted(directory.glob("*.pid")) if directory.is_dir() else ():
+        try:
+            pid = int(pidfile.read_text().strip())
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "bird":
+                continue
+            os.kill(pid, signal.SIGTERM)
+        except (ValueError, OSError):
+            continue
+        stopped.append(pid)
+    deadline = time.monotonic() + 5
+    for pid in stopped:
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(directory, ignore_errors=True)
+    return stopped
 
 
 def lab_namespaces(prefix: str | None = None) -> list[str]:
@@ -58,14 +101,17 @@ def lab_namespaces(prefix: str | None = None) -> list[str]:
 
 
 def remove_namespaces(names: list[str]) -> list[str]:
-    """Delete lab namespaces (their links and routes go with them); return the names."""
+    """Stop the labs' routing daemons, then delete their namespaces (links and routes go with
+    them); return the names."""
+    for prefix in sorted({name.split("-", 1)[0] for name in names if PREFIX_PATTERN.match(name.split("-", 1)[0])}):
+        stop_daemons(prefix)
     for name in names:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=COMMAND_TIMEOUT_S)
     return names
 
 
-def missing_requirements() -> str | None:
-    """Why the lab cannot run on this machine, in one line, or None."""
+def missing_requirements(cluster: Cluster | None = None) -> str | None:
+    """Why the lab cannot run on this machine (for ``cluster``, if given), in one line, or None."""
     if os.name != "posix" or not Path("/proc/self/ns/net").exists():
         return "the kernel lab needs Linux network namespaces"
     if os.geteuid() != 0:
@@ -73,6 +119,18 @@ def missing_requirements() -> str | None:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         return f"the kernel lab needs {', '.join(missing)} (apt-get install iproute2 iptables iputils-ping tshark)"
+    if cluster is None:
+        return None
+    mode = cluster.network.kube_proxy_mode
+    if cluster.services and mode == "nftables" and shutil.which("nft") is None:
+        return "kube-proxy's nftables mode needs nft in the lab (apt-get install nftables)"
+    if cluster.services and mode == "ipvs":
+        if not Path("/proc/net/ip_vs").exists():
+            return ("kube-proxy's IPVS mode needs the kernel's ip_vs module, absent here (no /proc/net/ip_vs; "
+                    "modprobe ip_vs on a host that has it)")
+        return "kube-proxy's IPVS mode: the lab does not program IPVS virtual servers yet"
+    if cluster.network.bgp_design != "none" and (shutil.which("bird") is None or shutil.which("birdc") is None):
+        return "a BGP-routed scenario needs BIRD 2 in the lab (apt-get install bird2)"
     return None
 
 
@@ -117,9 +175,21 @@ class KernelLab:
         self.prefix = prefix or f"knl{secrets.token_hex(3)}"
         self.names = LabNames(self.prefix)
         rules = None
-        if kube_proxy and cluster.services and cluster.network.kube_proxy_mode == "iptables":
+        mode = cluster.network.kube_proxy_mode
+        if kube_proxy and cluster.services and mode == "iptables":
             rules = {n.name: cluster.kube_proxy(n.name).iptables_restore(4) for n in cluster.nodes}
-        self.commands: list[Command] = plan(self.topology, self.prefix, rules)
+        elif kube_proxy and cluster.services and mode == "nftables":
+            rules = {n.name: cluster.kube_proxy(n.name).nft_ruleset(4) for n in cluster.nodes}
+        self.run_dir = run_dir(self.prefix)
+        self.fabric: Fabric | None = None
+        bird = None
+        if cluster.network.bgp_design != "none":
+            from ..bgp.fabric import Fabric
+
+            self.fabric = Fabric.from_cluster(cluster)
+            self.fabric.converge()
+            bird = {name: str(self.run_dir) for name in self.fabric.speakers}
+        self.commands: list[Command] = plan(self.topology, self.prefix, rules, proxy_mode=mode, bird=bird)
         self._servers: list[subprocess.Popen] = []
         for command in self.commands:
             if not is_lab_command(command, self.prefix):  # the safety rule, checked before anything runs
@@ -141,23 +211,27 @@ class KernelLab:
 
         ``progress(done, total)`` is called after each command (the CLI draws a bar with it).
         """
-        reason = missing_requirements() or unsupported_reason(self.topology)
+        reason = missing_requirements(self.cluster) or unsupported_reason(self.topology)
         if reason:
             raise InvalidValue(f"KernelLab {self.prefix}", "cluster", self.cluster.network.cni, f"cannot be built: {reason}")
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         self.up_ = True
         try:
+            if self.fabric is not None:
+                self._write_bird_configs()
             for done, command in enumerate(self.commands, 1):
                 self._run(command)
                 if progress is not None:
                     progress(done, len(self.commands))
+            if self.fabric is not None:
+                self.wait_for_bgp()
         except BaseException:
             self.down()
             raise
 
     def down(self) -> None:
-        """Stop the lab's echo servers (by their pids), then delete every namespace of this lab."""
+        """Stop the lab's echo servers and BIRDs (by their pids), then delete every namespace of this lab."""
         for server in self._servers:
             server.terminate()
         for server in self._servers:
@@ -167,6 +241,7 @@ class KernelLab:
                 server.kill()
                 server.wait()
         self._servers.clear()
+        stop_daemons(self.prefix)
         remove_namespaces(self._namespaces())
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
@@ -185,12 +260,92 @@ class KernelLab:
         """Remove the namespaces of every kubenet-lab kernel lab (``kubenet-lab lab down --all``)."""
         return remove_namespaces(lab_namespaces())
 
-    def _run(self, command: Command) -> str:
+    def _run(self, command: Command, *, check: bool = True) -> str:
         result = subprocess.run(command.argv, input=command.stdin, capture_output=True, text=True,
                                 timeout=COMMAND_TIMEOUT_S)
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise RuntimeError(f"{command} failed: {result.stderr.strip() or result.stdout.strip()}")
         return result.stdout
+
+    # -- BGP: BIRD in every router of the fabric ----------------------------------------
+
+    def _write_bird_configs(self) -> None:
+        from .bird import bird_config
+
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in self.fabric.speakers:
+            log = self.run_dir / f"{name}.log"
+            (self.run_dir / f"{name}.conf").write_text(bird_config(self.fabric, name, log=str(log)))
+
+    def birdc(self, router: str, *command: str) -> str:
+        """Ask ``router``'s BIRD (``birdc -s <its control socket> <command>``)."""
+        if self.fabric is None or router not in self.fabric.speakers:
+            raise InvalidValue(f"KernelLab {self.prefix}", "router", router, "must be a router running BIRD")
+        return self._run(Command(("birdc", "-s", str(self.run_dir / f"{router}.ctl"), *command), ""), check=False)
+
+    def bgp_sessions(self) -> dict[tuple[str, str], str]:
+        """(router, peer) -> the state BIRD reports for that session (``Established``, ``Active``...)."""
+        from .bird import protocol_name
+
+        states = {}
+        for name, speaker in self.fabric.speakers.items():
+            if not Path(f"/proc/{self._bird_pid(name)}").exists():
+                states.update({(name, peer): "not running" for peer in speaker.peers})
+                continue
+            lines = self.birdc(name, "show", "protocols").splitlines()
+            for peer in speaker.peers:
+                line = next((l.split() for l in lines if l.split()[:1] == [protocol_name(peer)]), None)
+                states[(name, peer)] = ("missing" if line is None else "Established" if "Established" in line
+                                        else " ".join(line[3:4] + line[5:]))
+        return states
+
+    def _bird_pid(self, router: str) -> int:
+        try:
+            return int((self.run_dir / f"{router}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def stop_bird(self, router: str) -> None:
+        """Stop one router's BIRD (SIGTERM: it sends a Cease NOTIFICATION and removes its routes)."""
+        pid = self._bird_pid(router)
+        if pid and Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text().strip() == "bird":
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def wait_for_bgp(self, timeout: float = BGP_WAIT_S, *, sessions: bool = True) -> float:
+        """Wait (at most ``timeout`` s) until every session that the simulator has up is Established
+        in BIRD and every router's kernel routes equal the simulator's FIB; return the seconds waited.
+
+        Sessions not Established by then raise RuntimeError naming them; routes that still differ
+        are left for :meth:`route_disagreements` to report."""
+        start = time.monotonic()
+        expected = {(name, peer) for name, s in self.fabric.speakers.items() for peer in s.established}
+        while sessions:
+            states = self.bgp_sessions()
+            late = sorted(k for k in expected if states.get(k) != "Established")
+            if not late:
+                break
+            if time.monotonic() - start > timeout:
+                raise RuntimeError(f"BGP sessions not Established after {timeout:g} s: "
+                                   + ", ".join(f"{a} -> {b} ({states.get((a, b))})" for a, b in late))
+            time.sleep(0.2)
+        while self.route_disagreements() and time.monotonic() - start < timeout:
+            time.sleep(0.2)
+        return time.monotonic() - start
+
+    def route_disagreements(self) -> dict[str, list[str]]:
+        """Per router of the fabric, where its kernel routes (``proto bird``) differ from the
+        simulator's FIB (prefix -> next-hop set); routers that agree are left out."""
+        from .bird import compare_fibs, fib_of, kernel_fib
+
+        found = {}
+        for name in self.fabric.speakers:
+            lines = compare_fibs(fib_of(self.fabric, name), kernel_fib(self.names.netns(name, self.topology.kinds[name])))
+            if lines:
+                found[name] = lines
+        return found
 
     # -- probes ------------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ from ..overlay.topology import Topology
 __all__ = ["Command", "LabNames", "plan", "unsupported_reason", "PREFIX_PATTERN"]
 
 PREFIX_PATTERN = re.compile(r"^knl[0-9a-f]{6}$")
+# Routes a routing daemon installs (``proto bird``: BIRD, Calico's; ``proto bgp``: FRR's BGP).
+LEARNT_PROTOS = ("bird", "bgp")
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,18 @@ def _exec(netns: str, *args: str, stdin: str | None = None) -> Command:
     return Command(("ip", "netns", "exec", netns, *args), netns, stdin)
 
 
-def plan(topology: Topology, prefix: str, kube_proxy: dict[str, str] | None = None) -> list[Command]:
+def plan(topology: Topology, prefix: str, kube_proxy: dict[str, str] | None = None, *,
+         proxy_mode: str = "iptables", bird: dict[str, str] | None = None) -> list[Command]:
     """Every command that builds ``topology`` in network namespaces named under ``prefix``.
 
-    ``kube_proxy`` maps node names to the ``iptables-restore`` input of their kube-proxy; each is
-    loaded as kube-proxy loads it (``--noflush``), followed by its jumps from the built-in chains.
+    ``kube_proxy`` maps node names to their kube-proxy's ruleset. In ``proxy_mode`` "iptables" it is
+    the ``iptables-restore`` input, loaded as kube-proxy loads it (``--noflush``), followed by its
+    jumps from the built-in chains; in "nftables" it is the ``nft -f`` input of table
+    ``ip kube-proxy``, whose base chains hook themselves in.
+
+    ``bird`` maps the routers that run BIRD 2 (a BGP-routed scenario) to their run directory,
+    holding ``<router>.conf`` (:mod:`kubenet_lab.kernel.bird`); those namespaces get no routes
+    with ``proto bird`` or ``proto bgp`` from the plan: BIRD, started last, learns them.
     """
     from ..kubeproxy.hooks import hook_rules
 
@@ -161,6 +170,8 @@ def plan(topology: Topology, prefix: str, kube_proxy: dict[str, str] | None = No
                 commands.append(_exec(target, "sysctl", "-qw", f"net.ipv4.conf.{iface.name}.proxy_arp=1"))
         # Routes that need no gateway first: the kernel refuses a gateway it cannot reach.
         for route in sorted(ns.routes, key=lambda r: r.via is not None):
+            if bird and name in bird and route.proto in LEARNT_PROTOS:
+                continue
             commands.append(_ip(target, "route", "replace", *str(route).split()))
         for entry in ns.neighbors:
             commands.append(_ip(target, "neigh", "replace", str(entry.ip), "lladdr", entry.lladdr, "dev", entry.dev,
@@ -168,13 +179,20 @@ def plan(topology: Topology, prefix: str, kube_proxy: dict[str, str] | None = No
         for entry in ns.fdb:
             commands.append(Command(("bridge", "-n", target, "fdb", "append", entry.mac, "dev", entry.dev, "dst",
                                      str(entry.dst), "self", "permanent"), target))
-        if kube_proxy and name in kube_proxy:
+        if kube_proxy and name in kube_proxy and proxy_mode == "nftables":
+            commands.append(_exec(target, "nft", "-f", "-", stdin=kube_proxy[name]))
+        elif kube_proxy and name in kube_proxy:
             commands.append(_exec(target, "iptables-restore", "--noflush", stdin=kube_proxy[name]))
             commands.append(_exec(target, "iptables-restore", "--noflush", stdin=hook_rules()))
         if ns.masquerade:
             rules = [f"-A POSTROUTING -s {source} ! -d {source} -o eth0 -j MASQUERADE" for source, _, _ in ns.masquerade]
             commands.append(_exec(target, "iptables-restore", "--noflush",
                                   stdin="*nat\n:POSTROUTING ACCEPT [0:0]\n" + "\n".join(rules) + "\nCOMMIT\n"))
+    # BIRD last, once every address and connected route it peers over exists; it daemonises,
+    # writing its pid where the lab's teardown finds it.
+    for name, run_dir in sorted((bird or {}).items()):
+        commands.append(_exec(netns[name], "bird", "-c", f"{run_dir}/{name}.conf", "-s", f"{run_dir}/{name}.ctl",
+                              "-P", f"{run_dir}/{name}.pid"))
     return commands
 
 

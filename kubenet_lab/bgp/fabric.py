@@ -26,7 +26,25 @@ Addresses follow :mod:`kubenet_lab.overlay.topology`: a node speaks from its
 InternalIP, a ToR from its rack subnet's .1 to the nodes and from the .1 of
 its /31 uplink (link i of 172.31.255.0/24) to the spine, which holds the .0.
 ``external_peers=[(address, asn), ...]`` adds data-centre routers
-(``external-1``, ...) that every node peers with, like Calico's global BGPPeer.
+(``external-1``, ...; a third item names one) that every node peers with, like
+Calico's global BGPPeer or MetalLB's ``BGPPeer``.
+
+**LoadBalancer VIPs** (MetalLB in BGP mode, chapter 06): each node's speaker
+announces every ``status.loadBalancer.ingress`` IP of a ``type: LoadBalancer``
+Service as a /32, the ``BGPAdvertisement`` default ``aggregationLength: 32``
+(metallb.universe.tf/configuration/_advanced_bgp_configuration: "aggregationLength
+... default 32"). Who announces follows MetalLB's speaker
+(``speaker/bgp_controller.go``, ``ShouldAnnounce``): with
+``externalTrafficPolicy: Cluster`` every node, as long as the Service has a
+ready endpoint somewhere ("Cluster && any healthy endpoint exists"); with
+``Local`` only the nodes that host a ready endpoint ("Local && there's a ready
+local endpoint"), so the routers never send a flow to a node that would drop
+it. Several nodes announcing one /32 is what gives the ToR an ECMP route. A
+fabric built from a cluster does this unless ``services=`` says otherwise
+(:func:`load_balancer_announcements`); :meth:`Fabric.sync` follows the
+endpoints as pods come and go. (On a Calico cluster the node's BIRD would make
+the same announcements, BGPConfiguration ``serviceLoadBalancerIPs``; MetalLB's
+docs advise that rather than two BGP daemons on one node.)
 
 The simulation is a deterministic event loop: each step delivers the UPDATEs
 sent in the step before, in router-ID order of sender and receiver; each
@@ -70,7 +88,7 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
 
 __all__ = ["Fabric", "Convergence", "Message", "Sent", "TimelineEntry", "Session", "DESIGNS",
-           "SPINE", "DEFAULT_SPINE_ASN", "DEFAULT_TOR_ASN_BASE"]
+           "SPINE", "DEFAULT_SPINE_ASN", "DEFAULT_TOR_ASN_BASE", "load_balancer_announcements"]
 
 DESIGNS = ("full-mesh", "route-reflectors", "per-rack-ebgp")
 #: The spine router's name, as in overlay/topology.py.
@@ -192,6 +210,40 @@ class Convergence:
     def __str__(self) -> str:
         changes = sum(len(news) for _, _, _, _, news in self.decided)
         return f"{self.event}: {self.messages} UPDATEs in {self.steps} steps, {changes} Loc-RIB changes"
+
+
+def load_balancer_announcements(cluster: Cluster) -> dict[str, list[IPv4Network]]:
+    """Node -> the LoadBalancer /32s its MetalLB speaker announces (see the module docstring).
+
+    Ready endpoints are read from the Service's EndpointSlices (``conditions.ready``
+    and ``nodeName``), as the speaker reads them; IPv6 ingress IPs are left out,
+    the simulation carrying IPv4 unicast only.
+
+    >>> from kubenet_lab import Cluster
+    >>> c = Cluster(cni="calico-bgp", bgp_design="full-mesh", load_balancer_pools=[
+    ...     {"name": "edge", "addresses": ["192.168.100.0/28"]}])
+    >>> for i in (1, 2, 3):
+    ...     _ = c.add_node(f"node-{i}")
+    >>> _ = c.add_pod("web-1", node="node-2", labels={"app": "web"})
+    >>> _ = c.add_service("web", selector={"app": "web"}, port=80, type="LoadBalancer",
+    ...                   external_traffic_policy="Local")
+    >>> load_balancer_announcements(c)
+    {'node-1': [], 'node-2': [IPv4Network('192.168.100.0/32')], 'node-3': []}
+    """
+    announced: dict[str, list[IPv4Network]] = {node.name: [] for node in cluster.nodes}
+    for service in cluster.services:
+        prefixes = [ip_network(f"{ip}/32") for ip in service.load_balancer_ips if ip.version == 4]
+        if service.type != "LoadBalancer" or not prefixes:
+            continue
+        ready = {endpoint.node_name for s in cluster.endpoint_slices(service) for endpoint in s.endpoints
+                 if endpoint.ready}
+        if not ready:
+            continue                                  # MetalLB: "noEndpoints"
+        speakers = ready if service.external_traffic_policy == "Local" else announced
+        for node in announced:
+            if node in speakers:
+                announced[node].extend(p for p in prefixes if p not in announced[node])
+    return announced
 
 
 def _describe(update: Update) -> str:
@@ -331,6 +383,35 @@ class Fabric:
         """
         return self.speaker(router).fib()
 
+    def explain(self, router: str, prefix: object) -> str:
+        """One line on the router's best path to ``prefix``: where it came from and which
+        decision step chose it, with the ECMP paths installed beside it.
+
+        >>> from kubenet_lab import Cluster
+        >>> c = Cluster(cni="calico-bgp", bgp_design="full-mesh")
+        >>> for i in (1, 2):
+        ...     _ = c.add_node(f"node-{i}")
+        >>> fabric = Fabric.from_cluster(c)
+        >>> _ = fabric.converge()
+        >>> fabric.explain("node-1", "10.244.1.0/24")
+        'BGP best path of node-1 for 10.244.1.0/24: from node-2 (192.168.0.12), NEXT_HOP 192.168.0.12, AS_PATH (empty), only path'
+        """
+        prefix = ipv4_prefix(f"Fabric {router}", "prefix", prefix)
+        decision = self.speaker(router).loc_rib.get(prefix)
+        if decision is None:
+            raise NotFound(f"Fabric {router}", "prefix", prefix, "must be in the router's Loc-RIB")
+        best = decision.best
+        speaker = self.speakers[router]
+        peer = speaker._by_address.get(best.peer_address, "itself")
+        as_path = f"AS_PATH {best.as_path}" if best.as_path.segments else "AS_PATH (empty)"
+        text = (f"BGP best path of {router} for {prefix}: from {peer} ({best.peer_address}), "
+                f"NEXT_HOP {best.next_hop}, {as_path}, {decision.step.value}")
+        if speaker.multipath and len(decision.multipath) > 1:
+            others = ", ".join(speaker._by_address.get(p.peer_address, str(p.peer_address))
+                               for p in decision.multipath[1:])
+            text += f"; multipath with {others} ({len(decision.multipath)} ECMP paths)"
+        return text
+
     def show_ip_bgp(self, router: str) -> BgpTable:
         """The router's BGP table as FRR prints it (text with ``str()``, a table in a notebook)."""
         return self.speaker(router).show_ip_bgp()
@@ -463,12 +544,22 @@ class Fabric:
         return self.converge(f"{node} joins")
 
     def sync(self, cluster: Cluster) -> list[Convergence]:
-        """Make the speakers follow the cluster's nodes: a leave per removed node, a join per new one."""
+        """Make the speakers follow the cluster: a leave per removed node, a join per new one, and
+        (unless ``services=`` was given) an announce or withdraw per LoadBalancer /32 whose
+        announcing nodes changed, e.g. when the last ready endpoint on a node goes away."""
         if self._plan is None:
             raise InvalidValue("Fabric", "sync", cluster, "needs a fabric built by Fabric.from_cluster")
+        plan = self._plan
         names = {n.name for n in cluster.nodes}
-        results = [self.leave(n) for n in sorted(set(self._plan.nodes) - names)]
-        results += [self.join(cluster, n) for n in sorted(names - set(self._plan.nodes))]
+        results = [self.leave(n) for n in sorted(set(plan.nodes) - names)]
+        if plan.follow_load_balancers:
+            wanted = load_balancer_announcements(cluster)
+            for node in plan.nodes:
+                old, new = plan.services.get(node, []), wanted.get(node, [])
+                results += [self.withdraw(node, p) for p in old if p not in new]
+                results += [self.announce(node, p) for p in new if p not in old]
+            plan.services = wanted
+        results += [self.join(cluster, n) for n in sorted(names - set(plan.nodes))]
         return results
 
     # -- designs ------------------------------------------------------------------------------
@@ -489,8 +580,11 @@ class Fabric:
             node_asn: ``"per-rack"``, ``"cluster"`` or {rack name: AS} (per-rack-ebgp only).
             spine_asn: the spine's AS (per-rack-ebgp).
             allowas_in: copies of its own AS a node accepts in an AS_PATH.
-            external_peers: (address, AS) of data-centre routers every node peers with.
-            services: {node: [prefix, ...]}: extra prefixes a node announces (service IPs).
+            external_peers: (address, AS) or (address, AS, name) of data-centre routers every
+                node peers with (default names ``external-1``, ...).
+            services: {node: [prefix, ...]}: extra prefixes a node announces (service IPs);
+                default: the LoadBalancer /32s MetalLB would announce
+                (:func:`load_balancer_announcements`), which :meth:`sync` keeps up to date.
             multipath_relax: ToRs and spine use ECMP across neighbour ASes
                 (``bgp bestpath as-path multipath-relax``, what RFC 7938 fabrics set).
             allow_public_asn: accept public AS numbers for the cluster's own routers.
@@ -499,8 +593,12 @@ class Fabric:
         if design not in DESIGNS:
             raise InvalidValue("Fabric", "design", design, "must be one of " + ", ".join(DESIGNS)
                                + " (ClusterNetwork spec.bgp.design)")
+        follow = services is None
+        if follow:
+            services = load_balancer_announcements(cluster)
         plan = _Plan(cluster, design, route_reflectors, cluster_id, node_asn, spine_asn, allowas_in,
-                     external_peers, services or {}, multipath_relax, allow_public_asn)
+                     external_peers, services, multipath_relax, allow_public_asn)
+        plan.follow_load_balancers = follow
         fabric = cls()
         fabric._plan = plan
         plan.build(fabric, cluster)
@@ -544,11 +642,13 @@ class _Plan:
         if design == "route-reflectors":
             self.reflectors = self._reflectors(cluster, route_reflectors)
         self.external = []
+        self.follow_load_balancers = False
         for i, peer in enumerate(external_peers):
-            if not isinstance(peer, (tuple, list)) or len(peer) != 2:
-                raise InvalidValue("Fabric", "external_peers", peer, "must be (address, AS) pairs")
+            if not isinstance(peer, (tuple, list)) or len(peer) not in (2, 3):
+                raise InvalidValue("Fabric", "external_peers", peer, "must be (address, AS) or (address, AS, name)")
             address = _ipv4_address("Fabric", "external_peers", peer[0])
-            self.external.append((f"external-{i + 1}", address, check_asn("Fabric", "external_peers", peer[1])))
+            name = peer[2] if len(peer) == 3 else f"external-{i + 1}"
+            self.external.append((name, address, check_asn("Fabric", "external_peers", peer[1])))
 
     def _private(self, obj: str, field: str, asn: int) -> int:
         if not self.allow_public and not is_private_asn(asn):

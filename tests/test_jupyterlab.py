@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_server import running_lab
+from loopback_lab import running_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 

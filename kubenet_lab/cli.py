@@ -5,6 +5,8 @@
                                              walk one packet, one hop a line
     kubenet-lab proxy-rules FILE --node NAME [kube-proxy flags]
                                              what kube-proxy feeds iptables-restore on that node
+                                             (--proxy-mode nftables: nft -f; ipvs: ipvsadm -Ln,
+                                             kube-ipvs0, ipset restore and iptables-restore)
     kubenet-lab lab check SCENARIO           build it in network namespaces, probe, compare with the walks
     kubenet-lab lab up SCENARIO | status | down PREFIX | down --all
     kubenet-lab student SRC OUT              learner copies of the notebooks in SRC, solutions removed
@@ -115,9 +117,9 @@ def _proxy_rules(args: argparse.Namespace) -> int:
     from .cluster import Cluster
     from .errors import InvalidValue
 
-    if args.proxy_mode == "ipvs":
-        raise InvalidValue("kubenet-lab proxy-rules", "--proxy-mode", args.proxy_mode,
-                           "must be iptables or nftables for now: the IPVS generator is not written yet")
+    if args.ipvs_scheduler != "rr" and args.proxy_mode != "ipvs":
+        raise InvalidValue("kubenet-lab proxy-rules", "--ipvs-scheduler", args.ipvs_scheduler,
+                           "is only used with --proxy-mode ipvs")
     cluster = Cluster.load(*args.file)
     flags: dict = {"masquerade_all": args.masquerade_all, "masquerade_bit": args.iptables_masquerade_bit,
                    "localhost_nodeports": not args.no_localhost_nodeports, "nfacct": args.nfacct}
@@ -129,15 +131,31 @@ def _proxy_rules(args: argparse.Namespace) -> int:
         flags["nodeport_addresses"] = tuple(args.nodeport_addresses.split(","))
     proxy = cluster.kube_proxy(args.node, **flags)
     families = cluster.network.families
-    render = proxy.iptables_restore if args.proxy_mode == "iptables" else proxy.nft_ruleset
-    outputs = [render(family) for family in families]  # all computed before anything is printed
+    if args.proxy_mode == "ipvs":
+        outputs = [_ipvs_sections(proxy, families, args.ipvs_scheduler)]
+    else:
+        render = proxy.iptables_restore if args.proxy_mode == "iptables" else proxy.nft_ruleset
+        outputs = [render(family) for family in families]  # all computed before anything is printed
     for ignored in proxy.state(families[0]).ignored:
         print(f"kubenet-lab: warning: {ignored}", file=sys.stderr)
-    for family, text in zip(families, outputs):
+    for family, text in zip(families, outputs):  # IPVS mode: one text with a section per table
         if len(families) > 1 and args.proxy_mode == "iptables":
             print(f"# {'iptables' if family == 4 else 'ip6tables'}-restore input (IPv{family})")
         sys.stdout.write(text)
     return 0
+
+
+def _ipvs_sections(proxy, families, scheduler: str) -> str:
+    """IPVS mode as four sections: the virtual servers, kube-ipvs0, the ipsets, the iptables glue."""
+    rules = {family: proxy.ipvs_rules(family, scheduler) for family in families}
+    sections = ["# ipvsadm -Ln\n" + proxy.ipvsadm_ln(scheduler)]
+    for family, r in rules.items():
+        addresses = "".join(f"{ip}/{32 if family == 4 else 128}\n" for ip in r.bound_addresses)
+        sections.append(f"# addresses on kube-ipvs0 (IPv{family})\n{addresses}")
+        sections.append(f"# ipset restore input (IPv{family})\n" + proxy.ipset_restore(family))
+        tool = "iptables" if family == 4 else "ip6tables"
+        sections.append(f"# {tool}-restore input (IPv{family})\n{r.iptables_restore}")
+    return "\n".join(sections)
 
 
 def _student(args: argparse.Namespace) -> int:
@@ -214,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--cluster-cidr", help="kube-proxy --cluster-cidr (default: the scenario's pod CIDRs)")
     proxy.add_argument("--service-cidr", help="accepted for kube-proxy compatibility; the scenario defines it")
     proxy.add_argument("--proxy-mode", default="iptables", choices=("iptables", "nftables", "ipvs"))
+    proxy.add_argument("--ipvs-scheduler", default="rr", help="kube-proxy --ipvs-scheduler (IPVS mode)")
     proxy.add_argument("--masquerade-all", action="store_true")
     proxy.add_argument("--iptables-masquerade-bit", type=int, default=14)
     proxy.add_argument("--nodeport-addresses", help="CIDRs, or 'primary' (comma-separated)")

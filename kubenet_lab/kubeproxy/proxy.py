@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .iptables import sync_proxy_rules
+from .ipvs import DEFAULT_SCHEDULER, IPVSRules, ipset_restore, ipvsadm_list, sync_ipvs_rules
 from .nftables import sync_nftables_rules
 from .settings import ProxierSettings, check_family
 from .state import ProxyState
@@ -63,6 +64,27 @@ class KubeProxy:
         """
         settings = self.settings if self.settings.nodeport_addresses else replace(self.settings, nodeport_addresses="primary")
         return sync_nftables_rules(self.state(family), settings, self.cluster.network.service_cidrs)
+
+    def ipvs_rules(self, family: int | None = None, scheduler: str = DEFAULT_SCHEDULER) -> IPVSRules:
+        """What kube-proxy's IPVS mode programs for ``family``: virtual servers, ``kube-ipvs0``, ipsets, glue."""
+        return sync_ipvs_rules(self.state(family), self.settings, scheduler)
+
+    def ipvsadm_ln(self, scheduler: str = DEFAULT_SCHEDULER) -> str:
+        """``ipvsadm -Ln`` on this node in IPVS mode: the virtual servers of every family of the cluster."""
+        return ipvsadm_list(vs for family in self.cluster.network.families
+                            for vs in self.ipvs_rules(family, scheduler).virtual_servers)
+
+    def ipset_restore(self, family: int | None = None) -> str:
+        """The ``ipset restore`` input of IPVS mode for ``family`` (IPv6 sets are named ``KUBE-6-...``)."""
+        return ipset_restore(self.ipvs_rules(family).ipsets)
+
+    def kube_ipvs0_addresses(self, family: int | None = None) -> tuple:
+        """The /32 (/128) addresses IPVS mode binds to the dummy device ``kube-ipvs0``."""
+        return self.ipvs_rules(family).bound_addresses
+
+    def ipvs_iptables_restore(self, family: int | None = None) -> str:
+        """IPVS mode's ``iptables-restore`` input: the constant glue that matches the ipsets."""
+        return self.ipvs_rules(family).iptables_restore
 
     def __repr__(self) -> str:
         cidrs = ",".join(str(c) for c in self.settings.cluster_cidrs) or "unset"

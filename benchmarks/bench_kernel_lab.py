@@ -2,12 +2,15 @@
 """Kernel-lab set-up and tear-down times against the issue's targets (root only).
 
 * 3 nodes, 6 pods, flannel VXLAN, 5 Services (with kube-proxy's rules): up < 5 s, down < 2 s;
-* 20 nodes, 100 pods: up < 30 s.
+* 20 nodes, 100 pods: up < 30 s;
+* scenarios/two-rack-bgp.yaml with BIRD 2 in its 7 routers: up (until every session is
+  Established and the kernel FIBs equal the simulator's) and down, no target yet (reported).
 
     sudo .venv/bin/python benchmarks/bench_kernel_lab.py
 """
 
 import sys
+from pathlib import Path
 
 from report import best_of, report
 
@@ -40,6 +43,14 @@ def main() -> int:
         case = f"{nodes} nodes, {pods} pods, {services} Services ({len(lab.commands)} commands)"
         rows.append((f"{case}: up", up, up_target))
         rows.append((f"{case}: down", down, down_target))
+    bgp = Cluster.load(Path(__file__).resolve().parent.parent / "scenarios" / "two-rack-bgp.yaml")
+    if missing_requirements(bgp) is None:
+        lab = KernelLab(bgp)
+        up, _ = best_of(lab.up, 1)
+        down, _ = best_of(lab.down, 1)
+        case = f"two-rack-bgp with BIRD in {len(lab.fabric.speakers)} routers ({len(lab.commands)} commands)"
+        rows.append((f"{case}: up", up, None))
+        rows.append((f"{case}: down", down, None))
     return report(rows, digits=2)
 
 

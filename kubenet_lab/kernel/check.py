@@ -5,7 +5,10 @@
 * pod -> ClusterIP and node -> NodePort: the walk through kube-proxy's rules gives the endpoints
   the connection may reach (those with a non-zero probability) or none (REJECT); kube-proxy's
   real rules (iptables or nftables mode), loaded in every node, must hand the connection to one
-  of them, or to nobody;
+  of them, or to nobody. The walk goes through iptables-mode rules only; for an nftables-mode
+  cluster it walks the same cluster in iptables mode (kube-proxy picks endpoints by the same
+  Service, EndpointSlice and traffic-policy logic in both modes), and the kernel runs the
+  nftables ruleset;
 * in a BGP-routed scenario, first, each router's routes as BIRD learnt them against the
   simulated fabric's FIB (:meth:`~kubenet_lab.kernel.lab.KernelLab.route_disagreements`): the
   probes then travel over routes BIRD installed.
@@ -74,6 +77,7 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
     from .lab import KernelLab
 
     chosen = probes(cluster)
+    model = _iptables_twin(cluster) if cluster.network.kube_proxy_mode == "nftables" else cluster
     if sample is not None and len(chosen) > sample:
         chosen = random.Random(seed).sample(chosen, sample)
     agree = 0
@@ -96,7 +100,7 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
                 verdict = lab.verify(cluster.trace(probe.src, probe.dst_ip))
                 ok, line = verdict.agrees, str(verdict)
             else:
-                allowed = _walk_endpoints(cluster, probe)
+                allowed = _walk_endpoints(model, probe)
                 answer = lab.connect(probe.src, probe.dst_ip, probe.port, probe.proto)
                 ok = answer in allowed if allowed else answer is None
                 if allowed != probe.allowed:
@@ -120,9 +124,21 @@ def _walk_endpoints(cluster: Cluster, probe: Probe) -> frozenset[str]:
                      if chance > 0 and endpoint.rsplit(":", 1)[0] in by_ip)
 
 
+def _iptables_twin(cluster: Cluster) -> Cluster:
+    """The same cluster (same addresses, Services, EndpointSlices) with kube-proxy in iptables mode."""
+    from ..scenario import cluster_from_objects, cluster_to_objects
+
+    objects = cluster_to_objects(cluster)
+    for obj in objects:
+        if obj["kind"] == "ClusterNetwork":
+            obj["spec"]["kubeProxy"] = {**obj["spec"].get("kubeProxy", {}), "mode": "iptables"}
+    return cluster_from_objects(objects)
+
+
 def random_cluster(seed: int) -> Cluster:
     """A seeded random scenario: 2-5 nodes (in racks or not), 1-4 pods per node, 1-5 Services with
-    0-4 endpoints, some NodePort, some externalTrafficPolicy Local, a CNI the lab can build."""
+    0-4 endpoints, some NodePort, some externalTrafficPolicy Local, a CNI the lab can build;
+    kube-proxy in iptables mode for even seeds, nftables mode for odd ones."""
     from ..cluster import Cluster
 
     rng = random.Random(seed)
@@ -135,7 +151,7 @@ def random_cluster(seed: int) -> Cluster:
     cluster = Cluster(pod_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16", cni=cni,
                       ipam="calico" if cni.startswith("calico") else "host-local", racks=racks,
                       same_subnet_direct=bool(racks) and cni == "flannel-vxlan" and rng.random() < 0.5,
-                      name=f"random-{seed}")
+                      kube_proxy_mode=("iptables", "nftables")[seed % 2], name=f"random-{seed}")
     for i in range(nodes):
         cluster.add_node(f"node-{i + 1}", rack=f"rack-{i % 2 + 1}" if racks else None)
     apps = [f"app{i}" for i in range(rng.randint(1, 5))]

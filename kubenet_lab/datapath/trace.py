@@ -63,7 +63,7 @@ from ..addresses import IPAddress, parse_port
 from ..errors import InvalidValue, NotFound
 from ..kubeproxy.netfilter import Flow, NetfilterResult, Rule, Ruleset
 from ..overlay.entries import Route
-from ..overlay.topology import CILIUM_HOST, Namespace, Topology, pod_namespace
+from ..overlay.topology import BGP_PROTOS, CILIUM_HOST, EXTERNAL, Namespace, Topology, pod_namespace
 from .packet import DEFAULT_TTL, L4_HEADER, LOCAL_PORT_RANGE, Frame, Outer, Packet, flow_source_port
 
 if TYPE_CHECKING:
@@ -342,9 +342,23 @@ class _Walk:
                 raise _Drop("dropped", f"TTL expired at {ns.name}")
             packet = packet.with_ttl(packet.ttl - 1)
         action = "forward" if forwarded else "route"
-        self.hop(ns.name, route.dev, action, f"to {dst} via {route.dev}" + (f" (TTL {packet.ttl})" if forwarded else ""),
-                 route, packet)
-        self.egress(ns, route, packet, local=not forwarded)
+        chosen, why = self.choose_nexthop(ns, route, packet)
+        self.hop(ns.name, chosen.dev, action, f"to {dst} via {chosen.dev}" + (f" (TTL {packet.ttl})" if forwarded else "")
+                 + why, route, packet)
+        self.egress(ns, chosen, packet, local=not forwarded)
+
+    def choose_nexthop(self, ns: Namespace, route: Route, packet: Packet) -> tuple[Route, str]:
+        """The next hop this flow takes (an ECMP route's by the L3 flow hash, fib_multipath_hash_policy 0),
+        and what to say about it: the choice, and the BGP best path that installed the route."""
+        index, chosen = route.select(packet.inner.src, packet.inner.dst)
+        why = ""
+        if route.nexthops:
+            hops = ", ".join(f"{via} dev {dev}" for via, dev in route.nexthops)
+            why = (f"; ECMP: next hop {index + 1} of {len(route.nexthops)} ({chosen.via}) by the L3 hash of "
+                   f"{packet.inner.src} -> {packet.inner.dst} (fib_multipath_hash_policy 0) among {hops}")
+        if ns.bgp_speaker is not None and route.proto in BGP_PROTOS and route.dst != "default":
+            why += "; " + self.topology.fabric.explain(ns.bgp_speaker, route.dst)
+        return chosen, why
 
     def egress(self, ns: Namespace, route: Route, packet: Packet, *, local: bool) -> None:
         device = ns.interfaces[route.dev]
@@ -578,10 +592,13 @@ def _resolve(cluster: Cluster, name: str, role: str) -> tuple[str | None, IPAddr
         return pod_namespace(pod.key), pod.ips[0]
     if any(n.name == name for n in cluster.nodes):
         return name, cluster.node(name).ip
+    if name == EXTERNAL and cluster.topology().external_address is not None:  # a client outside the cluster
+        return EXTERNAL, cluster.topology().external_address
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
-        raise NotFound("trace", role, name, "must name a pod, a node, or an IP address") from None
+        raise NotFound("trace", role, name, "must name a pod, a node, an IP address, or 'external' "
+                                           "(the client outside a cluster with a BGP design)") from None
     owner = next((p for p in cluster.pods if address in p.ips and not p.host_network), None)
     if owner is not None:
         return pod_namespace(owner.key), address

@@ -19,7 +19,9 @@ node           ``eth0`` on the underlay; the host end of each pod's veth
                (``veth<8 hex>`` on flannel's bridge ``cni0``, ``cali<11 hex>`` for
                Calico, ``lxc<12 hex>`` for Cilium); the tunnel device of the CNI
 ToR           ``rack`` port (the rack subnet's gateway, .1) and ``uplink`` to the spine
-spine          ``<tor>`` port per ToR, on point-to-point /31 links from ``FABRIC_SUBNET``
+spine          ``<tor>`` port per ToR, on point-to-point /31 links from ``FABRIC_SUBNET``,
+               and ``external`` towards the client outside the cluster
+external       ``eth0``: a client outside the cluster (see below)
 =============  ======================================================================
 
 Per CNI, what the agent programs on each node for every *remote* node
@@ -36,9 +38,39 @@ Per CNI, what the agent programs on each node for every *remote* node
   an eBPF tunnel map entry ``<podCIDR> → <node IP>``, no FDB.
 * native routing: ``<podCIDR> via <node IP> dev eth0``.
 
-Across racks, the ToRs and the spine carry the rack subnets, and, in the
-natively routed modes, the pod prefixes, as the BGP designs of chapter 03
-will announce them (for now computed from the podCIDRs and blocks).
+**BGP-routed clusters.** When the scenario names a BGP design
+(``spec.bgp.design``) and pods are routed natively (``calico-bgp``,
+``native-routing``, or CrossSubnet/DirectRouting between the ToRs), the routes
+BGP installs come from the converged :class:`~kubenet_lab.bgp.fabric.Fabric`
+of that design, built once per topology on first use (:attr:`Topology.fabric`):
+each ToR's and the spine's, and on natively routed nodes the node's own
+(``proto bird``, as Calico's BIRD labels them; ``proto bgp`` on the routers,
+as FRR does). A prefix BGP reaches over several next hops becomes one
+multipath route, and a LoadBalancer VIP announced by several nodes
+(:func:`~kubenet_lab.bgp.fabric.load_balancer_announcements`) an ECMP /32.
+A BGP route for a prefix the namespace has as a connected subnet is left
+out, as BIRD's ``direct`` protocol (preference 240) beats BGP (100).
+Designs without ToR speakers (a full mesh or node reflectors in racks) leave
+the ToRs and spine the routes the pod prefixes imply, as the underlay's own
+routing would; so do clusters without a BGP design.
+
+**The external client** (namespace :data:`EXTERNAL`, ``"external"``, in
+clusters with a BGP design) stands for a user outside the cluster, to trace
+from (``cluster.trace("external", ...)``).
+With racks it hangs off the spine on the last /31 of ``FABRIC_SUBNET``
+(172.31.255.255, the spine .254), its default route pointing at the spine,
+like the Internet behind a border leaf. On a single segment it is the
+segment's router that MetalLB users peer their nodes with: it holds the
+highest free address of the node subnet and, in a BGP design, peers eBGP
+(AS :data:`EXTERNAL_ASN`) with every node and installs what they announce.
+
+>>> from kubenet_lab import Cluster
+>>> c = Cluster.load("scenarios/two-rack-bgp.yaml")
+>>> t = c.topology()
+>>> t.external_address, str(t["external"].routes[0])
+(IPv4Address('172.31.255.255'), 'default via 172.31.255.254 dev eth0')
+>>> [str(r) for r in t["tor-1"].routes if r.proto == "bgp"][:2]
+['10.244.56.192/26 via 172.31.255.0 dev uplink proto bgp', '10.244.148.0/26 via 172.31.255.0 dev uplink proto bgp']
 """
 
 from __future__ import annotations
@@ -58,9 +90,17 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
 
 __all__ = ["Interface", "Namespace", "Topology", "build_topology", "FABRIC_SUBNET", "CALICO_GATEWAY",
-           "CALICO_HOST_MAC", "UNDERLAY_DEV", "BRIDGE", "CILIUM_HOST", "pod_namespace", "veth_name"]
+           "CALICO_HOST_MAC", "UNDERLAY_DEV", "BRIDGE", "CILIUM_HOST", "EXTERNAL", "EXTERNAL_ASN", "EXTERNAL_LINK",
+           "pod_namespace", "veth_name"]
 
 FABRIC_SUBNET = ipaddress.ip_network(_FABRIC)
+#: The client outside the cluster, and the AS it peers from on a single segment (a private AS, RFC 6996).
+EXTERNAL = "external"
+EXTERNAL_ASN = 65000
+#: With racks, the client's link to the spine: the last /31 of FABRIC_SUBNET (spine .254, client .255).
+EXTERNAL_LINK = list(FABRIC_SUBNET.subnets(new_prefix=31))[-1]
+#: Route protocols a BGP daemon labels its kernel routes with: Calico's BIRD, and FRR.
+BGP_PROTOS = ("bird", "bgp")
 # Calico pods route everything via this link-local next hop, answered by proxy ARP on the host's
 # cali veth, whose MAC Calico fixes to ee:ee:ee:ee:ee:ee (cni-plugin: dataplane/linux).
 CALICO_GATEWAY = ipaddress.ip_address("169.254.1.1")
@@ -120,6 +160,7 @@ class Namespace:
     tunnel_map: tuple[TunnelMapEntry, ...] = ()
     masquerade: tuple[tuple[IPNetwork, tuple[IPNetwork, ...], str], ...] = ()
     node: str | None = None
+    bgp_speaker: str | None = None     # the Fabric router whose FIB gave this namespace its BGP routes
 
     @property
     def forwarding(self) -> bool:
@@ -155,6 +196,17 @@ class Topology:
         self.mode: DatapathMode = builder.mode
         self.segments: dict[str, tuple[tuple[str, str], ...]] = {k: tuple(v) for k, v in builder.segments.items()}
         self.kinds: dict[str, str] = dict(builder.kinds)
+
+    @property
+    def fabric(self):
+        """The converged :class:`~kubenet_lab.bgp.fabric.Fabric` the BGP routes come from (None
+        when the cluster is not BGP-routed); built on first use, once per topology."""
+        return self._builder.fabric()
+
+    @property
+    def external_address(self) -> IPAddress | None:
+        """The address of the :data:`EXTERNAL` client (None when a node is called ``external``)."""
+        return self._builder.external_address if self.kinds.get(EXTERNAL) == "router" else None
 
     def __getitem__(self, name: str) -> Namespace:
         namespace = self._cache.get(name)
@@ -260,6 +312,7 @@ class _Builder:
         self.kinds: dict[str, str] = {}
         self._macs: dict[tuple[str, ...], str] = {}
         self._remote_entries: list[_RemoteEntries] | None = None
+        self._fabric = None
         for name in self.nodes:
             self._register(name, "node", [(UNDERLAY_DEV, self.underlay_segment(name))])
             if self.family == "bridge" and self.nodes[name].pod_cidrs:
@@ -273,6 +326,15 @@ class _Builder:
         for i, rack in enumerate(self.net.racks):
             self._register(rack.tor, "router", [("rack", f"underlay:{rack.name}"), ("uplink", f"fabric:{rack.tor}")])
             self._register("spine", "router", [(rack.tor, f"fabric:{rack.tor}")])
+        self.external_address = None
+        if self.net.bgp_design != "none" and EXTERNAL not in self.kinds:
+            if self.net.racks:
+                self.external_address = EXTERNAL_LINK.network_address + 1
+                self._register("spine", "router", [(EXTERNAL, f"fabric:{EXTERNAL}")])
+                self._register(EXTERNAL, "router", [(UNDERLAY_DEV, f"fabric:{EXTERNAL}")])
+            else:
+                self.external_address = self.external_router_address()
+                self._register(EXTERNAL, "router", [(UNDERLAY_DEV, "underlay")])
 
     def _register(self, ns: str, kind: str, ports: list[tuple[str, str]]) -> None:
         self.kinds[ns] = kind
@@ -348,6 +410,45 @@ class _Builder:
             self._all_fdb = [e.fdb for e in entries]
         return self._remote_entries
 
+    def external_router_address(self) -> IPAddress:
+        """On a single segment: its highest host address that is neither a node's nor the gateway's."""
+        first = next(iter(self.nodes.values()), None)
+        subnet = self.segment_subnet(first.ip) if first else ipaddress.ip_network(DEFAULT_NODE_SUBNET)
+        taken = {ip for n in self.nodes.values() for ip in n.ips}
+        if first is not None:
+            taken.add(self.gateway(first.name))
+        return next(ip for ip in reversed(list(subnet.hosts())) if ip not in taken)
+
+    # -- BGP ------------------------------------------------------------------------------
+
+    @property
+    def routed_by_bgp(self) -> bool:
+        """A BGP design carries the pod prefixes across the underlay (not tunnelled everywhere)."""
+        return self.net.bgp_design != "none" and self.natively_routed_fabric()
+
+    def fabric(self):
+        """The design's fabric, converged (computed once, on first use); None when not BGP-routed."""
+        if self._fabric is None and self.routed_by_bgp:
+            from ..bgp.fabric import Fabric
+
+            peers = []
+            if not self.net.racks and self.external_address is not None:
+                peers = [(self.external_address, EXTERNAL_ASN, EXTERNAL)]
+            fabric = Fabric.from_cluster(self.cluster, external_peers=peers)
+            fabric.converge()
+            self._fabric = fabric
+        return self._fabric
+
+    def bgp_routes(self, router: str, connected) -> tuple[list[Route], str | None]:
+        """(routes, speaker) for what ``router``'s BGP daemon installs, from the fabric's FIB; ([],
+        None) when the fabric has no such router. Prefixes of connected subnets stay connected."""
+        fabric = self.fabric()
+        if fabric is None or router not in fabric.speakers:
+            return [], None
+        skip = set(connected)
+        return [Route.multipath(entry.prefix, entry.nexthops, entry.proto)
+                for entry in fabric.fib(router) if entry.prefix not in skip], router
+
     def same_subnet(self, a: str, b: str) -> bool:
         return self.nodes[a].rack == self.nodes[b].rack
 
@@ -376,6 +477,8 @@ class _Builder:
             return self.pod(self.cluster.pod(name[len("pod:"):]))
         if kind == "node":
             return self.node(name)
+        if name == EXTERNAL:
+            return self.external()
         return self.spine() if name == "spine" else self.tor(next(r for r in self.net.racks if r.tor == name))
 
     def pod(self, pod) -> Namespace:
@@ -488,7 +591,12 @@ class _Builder:
         tunnel_map: list[TunnelMapEntry] = []
         entries = self.remote_entries()
         rack = self.nodes[name].rack
-        if mode.flow_based:
+        speaker = None
+        if mode.encapsulation is None and self.routed_by_bgp:
+            subnet = self.net.rack_of(name).subnet if self.net.rack_of(name) else self.segment_subnet(self.nodes[name].ip)
+            learnt, speaker = self.bgp_routes(name, [subnet])
+            routes.extend(learnt)
+        elif mode.flow_based:
             for other in entries:
                 if other.name != name:
                     routes.extend(Route(prefix, router, CILIUM_HOST, "kernel", None, router, False, self.pod_mtu)
@@ -516,7 +624,7 @@ class _Builder:
         masquerade = tuple((cidr, (cidr, ipaddress.ip_network("224.0.0.0/4")), self.masquerade_rule(cidr))
                            for cidr in self.net.pod_cidrs[:1])
         return Namespace(name, "node", interfaces, tuple(routes), tuple(neighbors), tuple(fdb), tuple(tunnel_map),
-                         masquerade, node=name)
+                         masquerade, node=name, bgp_speaker=speaker)
 
     def natively_routed_fabric(self) -> bool:
         return self.mode.encapsulation is None or self.mode.same_subnet_direct
@@ -535,23 +643,50 @@ class _Builder:
         routes = [Route("default", via=spine_ip, dev="uplink"),
                   Route(rack.subnet, dev="rack", proto="kernel", scope="link", src=gateway),
                   Route(link, dev="uplink", proto="kernel", scope="link", src=tor_ip)]
-        if self.natively_routed_fabric():
+        learnt, speaker = self.bgp_routes(rack.tor, [rack.subnet, link])
+        if speaker is not None:
+            routes.extend(learnt)
+        elif self.natively_routed_fabric():
             routes.extend(Route(prefix, via=self.nodes[n].ip, dev="rack", proto="bgp")
                           for n in rack.nodes if n in self.nodes for prefix in self.prefixes[n])
-        return Namespace(rack.tor, "router", interfaces, tuple(routes))
+        return Namespace(rack.tor, "router", interfaces, tuple(routes), bgp_speaker=speaker)
 
     def spine(self) -> Namespace:
         interfaces, routes = {}, []
+        learnt, speaker = self.bgp_routes("spine", self.links)
         for rack, link in zip(self.net.racks, self.links):
             spine_ip, tor_ip = link.network_address, link.network_address + 1
             interfaces[rack.tor] = Interface(rack.tor, "ethernet", self.mac("spine", rack.tor), self.net.mtu,
                                              (_iface(spine_ip, 31),), segment=f"fabric:{rack.tor}")
             routes.append(Route(link, dev=rack.tor, proto="kernel", scope="link", src=spine_ip))
-            routes.append(Route(rack.subnet, via=tor_ip, dev=rack.tor, proto="bgp"))
-            if self.natively_routed_fabric():
+            if speaker is None:
+                routes.append(Route(rack.subnet, via=tor_ip, dev=rack.tor, proto="bgp"))
+            if speaker is None and self.natively_routed_fabric():
                 routes.extend(Route(prefix, via=tor_ip, dev=rack.tor, proto="bgp")
                               for n in rack.nodes if n in self.nodes for prefix in self.prefixes[n])
-        return Namespace("spine", "router", interfaces, tuple(routes))
+        if self.external_address is not None:
+            spine_ip = EXTERNAL_LINK.network_address
+            interfaces[EXTERNAL] = Interface(EXTERNAL, "ethernet", self.mac("spine", EXTERNAL), self.net.mtu,
+                                             (_iface(spine_ip, 31),), segment=f"fabric:{EXTERNAL}")
+            routes.append(Route(EXTERNAL_LINK, dev=EXTERNAL, proto="kernel", scope="link", src=spine_ip))
+        routes.extend(learnt)
+        return Namespace("spine", "router", interfaces, tuple(routes), bgp_speaker=speaker)
+
+    def external(self) -> Namespace:
+        """The client outside the cluster: behind the spine, or the router on the nodes' segment."""
+        ip = self.external_address
+        if self.net.racks:
+            eth0 = Interface(UNDERLAY_DEV, "ethernet", self.mac(EXTERNAL, UNDERLAY_DEV), self.net.mtu,
+                             (_iface(ip, 31),), segment=f"fabric:{EXTERNAL}")
+            routes = [Route("default", via=EXTERNAL_LINK.network_address, dev=UNDERLAY_DEV),
+                      Route(EXTERNAL_LINK, dev=UNDERLAY_DEV, proto="kernel", scope="link", src=ip)]
+            return Namespace(EXTERNAL, "router", {UNDERLAY_DEV: eth0}, tuple(routes))
+        subnet = self.segment_subnet(ip)
+        eth0 = Interface(UNDERLAY_DEV, "ethernet", self.mac(EXTERNAL, UNDERLAY_DEV), self.net.mtu,
+                         (_iface(ip, subnet.prefixlen),), segment="underlay")
+        routes = [Route(subnet, dev=UNDERLAY_DEV, proto="kernel", scope="link", src=ip)]
+        learnt, speaker = self.bgp_routes(EXTERNAL, [subnet])
+        return Namespace(EXTERNAL, "router", {UNDERLAY_DEV: eth0}, tuple(routes + learnt), bgp_speaker=speaker)
 
 
 def build_topology(cluster: Cluster) -> Topology:

@@ -1,21 +1,28 @@
 """The one plotting style of the course.
 
 Colours name concepts, not series, so a pod is the same colour in every
-chapter. Figures have an opaque white background so they stay readable under
-JupyterLab's dark theme, and a fixed size that reads well at notebook width.
+chapter. They are Okabe and Ito's colour-blind-safe set ("Color Universal
+Design", 2008), so the concepts stay apart for protanopes, deuteranopes and
+tritanopes too (tests/test_viz_gallery.py simulates the three); series without
+a concept of their own take :data:`PALETTE`, the same set in order. Figures
+have an opaque white background so they stay readable under JupyterLab's dark
+theme, and a fixed size that reads well at notebook width.
 """
 
 from __future__ import annotations
 
+# Okabe-Ito: blue, orange, bluish green, vermillion, reddish purple, sky blue, yellow, black.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
 COLORS = {
     "underlay": "#4d4d4d",   # the physical network: switches, L2 segments, links
-    "node": "#1f77b4",       # Kubernetes nodes (hosts)
-    "pod": "#2ca02c",        # pods
-    "podcidr": "#aec7e8",    # a node's podCIDR / Calico block
-    "service": "#9467bd",    # ClusterIPs and other virtual IPs
-    "tor": "#ff7f0e",        # top-of-rack routers
+    "node": "#0072B2",       # Kubernetes nodes (hosts)
+    "pod": "#009E73",        # pods
+    "podcidr": "#aad9f4",    # a node's podCIDR / Calico block (sky blue, half white: a fill under text)
+    "service": "#CC79A7",    # ClusterIPs and other virtual IPs
+    "tor": "#E69F00",        # top-of-rack routers
     "free": "#eeeeee",       # unallocated address space
-    "highlight": "#d62728",  # the one thing a figure is about
+    "highlight": "#D55E00",  # the one thing a figure is about
 }
 
 FIGSIZE = (9.0, 5.0)
@@ -41,8 +48,10 @@ RC = {
 def apply_style() -> None:
     """Set the course's matplotlib defaults (called by every drawing function)."""
     import matplotlib
+    from cycler import cycler
 
     matplotlib.rcParams.update(RC)
+    matplotlib.rcParams["axes.prop_cycle"] = cycler(color=PALETTE)
 
 
 def new_axes(ax=None, figsize=FIGSIZE):

@@ -367,7 +367,10 @@ def check_mtu(network: ClusterNetwork, requirements: Requirements, cluster: Clus
         pair = _far_pair(cluster)
         if pair is not None:
             size = max(pod, requirements.pod_mtu or 0)
-            walk = cluster.trace(pair[0], pair[1], size=size)
+            try:
+                walk = cluster.trace(pair[0], pair[1], size=size)
+            except KubenetLabError as exc:
+                return Check("mtu", False, "; ".join([*problems, f"the packet walk cannot run: {exc}"]))
             evidence += f"; a {size}-byte packet {pair[0]} → {pair[1]} with DF: {walk.outcome}"
             if walk.outcome != "delivered":
                 problems.append(f"a {size}-byte packet {pair[0]} → {pair[1]} with DF is {walk.outcome}: {walk.reason}")
@@ -397,7 +400,6 @@ def check_reachability(cluster: Cluster, requirements: Requirements, seed: int =
         return Check("reachability", False, "no two pods on different nodes to walk between")
     rng = random.Random(seed)
     chosen = rng.sample(pairs, min(requirements.sample, len(pairs)))
-    walks = [(src, dst, cluster.trace(src, dst)) for src, dst in chosen]
     sources = sorted({src for src, _ in chosen})[: max(1, requirements.sample // 4)]
     services = [s for s in cluster.services if s.cluster_ips and s.ports]
     walker, note = cluster, ""
@@ -406,8 +408,12 @@ def check_reachability(cluster: Cluster, requirements: Requirements, seed: int =
         walker = copy.copy(cluster)
         walker.network = replace(cluster.network, kube_proxy_mode="iptables")
         note = f" (through iptables rules: {cluster.network.kube_proxy_mode} walks are not modelled)"
-    walks += [(src, s.key, walker.trace(src, s.key, proto=s.ports[0].protocol.lower(), dport=s.ports[0].port))
-              for s in services for src in sources]
+    try:
+        walks = [(src, dst, cluster.trace(src, dst)) for src, dst in chosen]
+        walks += [(src, s.key, walker.trace(src, s.key, proto=s.ports[0].protocol.lower(), dport=s.ports[0].port))
+                  for s in services for src in sources]
+    except KubenetLabError as exc:
+        return Check("reachability", False, f"the packet walk cannot run: {exc}")
     failed = [(src, dst, w) for src, dst, w in walks if w.outcome != "delivered"]
     to_pods, to_services = len(chosen), len(walks) - len(chosen)
     evidence = (f"{len(walks) - len(failed)} of {len(walks)} walks delivered ({to_pods} pod → pod of {len(pairs)} "

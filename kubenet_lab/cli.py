@@ -10,6 +10,8 @@
     kubenet-lab lab check SCENARIO           build it in network namespaces, probe, compare with the walks
     kubenet-lab lab up SCENARIO | status | down PREFIX | down --all
     kubenet-lab student SRC OUT              learner copies of the notebooks in SRC, solutions removed
+    kubenet-lab design-check SCENARIO        review a scenario's design, one PASS/FAIL line per check;
+                                             exit status 1 if any check fails
     kubenet-lab bgp speak --local-as ASN --router-id ID --peer ADDR[:PORT] --peer-as ASN
                 [--local-address ADDR[:PORT]] [--passive] [--announce PREFIX ...] [--next-hop ADDR]
                 [--hold-time S] [--once] [--timeout S] [--json]
@@ -168,6 +170,14 @@ def _student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _design_check(args: argparse.Namespace) -> int:
+    from .design import check_design, load
+
+    report = check_design(*load(args.scenario))
+    print(report)
+    return 0 if report.passed else 1
+
+
 def _bgp(args: argparse.Namespace) -> int:
     """``bgp speak``: run one session until SIGINT/SIGTERM, or with --once until the first full exchange."""
     import json
@@ -248,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("source", help="folder of solution notebooks (*.ipynb)")
     student.add_argument("out", help="folder to write the learner copies to")
     student.set_defaults(run=_student)
+    design = commands.add_parser("design-check", help="review a scenario's network design against its requirements")
+    design.add_argument("scenario", help="scenario file, with a DesignRequirements object or held to its own size")
+    design.set_defaults(run=_design_check)
     bgp = commands.add_parser("bgp", help="speak BGP-4 over TCP with a real router (BIRD, FRR, GoBGP)")
     bgp.add_argument("action", choices=("speak",))
     bgp.add_argument("--local-as", type=int, required=True, help="our AS (4-octet ASNs allowed)")

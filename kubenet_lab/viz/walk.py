@@ -13,7 +13,9 @@ Two pictures on top of :func:`~kubenet_lab.viz.topology.draw_topology`:
 
 Both read the model and the trace; the pure functions :func:`tunnels` and
 :func:`trace_legs` say what is drawn, so tests and curious readers can ask
-them directly.
+them directly. A walk from (or to) the client outside the cluster, namespace
+``external``, draws it as one more box: beside the L3 fabric when there are
+racks, at the end of the shared segment otherwise (:func:`external_position`).
 
 >>> from kubenet_lab import Cluster
 >>> c = Cluster.load("scenarios/three-node-vxlan.yaml")
@@ -29,7 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..overlay.topology import UNDERLAY_DEV
+from ..overlay.topology import EXTERNAL, UNDERLAY_DEV
 from .style import COLORS, new_axes
 from .topology import draw_topology, topology_graph, topology_layout
 
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
     from ..datapath.trace import Trace
 
-__all__ = ["Tunnel", "Leg", "tunnels", "trace_legs", "draw_tunnels", "draw_trace", "LEG_STYLES"]
+__all__ = ["Tunnel", "Leg", "tunnels", "trace_legs", "external_position", "draw_tunnels", "draw_trace",
+           "LEG_STYLES"]
 
 ENCAPSULATION_NAMES = {"vxlan": "VXLAN", "geneve": "Geneve", "ipip": "IP-in-IP"}
 # How each kind of link is drawn in a walk, and what the legend calls it.
@@ -135,6 +138,8 @@ def _vertex(cluster: Cluster, namespace: str) -> str | None:
         return f"node:{namespace}"
     if namespace == "spine":
         return "fabric"
+    if namespace == EXTERNAL:
+        return EXTERNAL
     rack = next((r for r in cluster.network.racks if r.tor == namespace), None)
     return f"tor:{rack.name}" if rack else None
 
@@ -157,6 +162,30 @@ def trace_legs(trace: Trace, cluster: Cluster) -> tuple[Leg, ...]:
             kind = "underlay"
         legs.append(Leg(hop.index, src, dst, kind))
     return tuple(legs)
+
+
+def external_position(cluster: Cluster) -> tuple[float, float]:
+    """Where the external client goes on :func:`~kubenet_lab.viz.topology.topology_layout`'s
+    drawing: right of the L3 fabric (it hangs off the spine), or at the right end of the segment."""
+    pos = topology_layout(cluster)
+    if cluster.network.racks:
+        x, y = pos["fabric"]
+        right = max(p[0] for p in pos.values())
+        return max(x + 3.5, right + 1.0), y
+    xs = [pos[f"node:{n.name}"][0] for n in cluster.nodes] or [0.0]
+    return max(xs) + 2.5, pos["segment:underlay"][1]
+
+
+def _draw_external(cluster: Cluster, ax, pos: dict) -> None:
+    """The external client's box (edged as visited) and its link to the fabric or segment."""
+    x, y = pos[EXTERNAL]
+    address = cluster.topology().external_address
+    anchor = pos["fabric"] if cluster.network.racks else (x - 1.0, y)
+    ax.plot([anchor[0], x], [anchor[1], y], color=COLORS["underlay"], lw=1.5, zorder=1)
+    ax.text(x, y, f"external client\n{address}", ha="center", va="center", fontsize=8, zorder=6,
+            bbox=dict(boxstyle="round,pad=0.35", fc="white", ec=COLORS["highlight"], lw=2.5))
+    left, right = ax.get_xlim()
+    ax.set_xlim(left, max(right, x + 2.0))
 
 
 def _box_height(ax) -> float:
@@ -293,11 +322,16 @@ def draw_trace(trace: Trace, cluster: Cluster, ax=None, *, title: str | None = N
         vertex = _vertex(cluster, hop.namespace)
         if vertex is not None and vertex not in visited:
             visited.append(vertex)
-    _highlight(cluster, ax, visited)
-    lift = _box_height(ax)
     g = topology_graph(cluster)
     sizes = {"node": 8, "pod": 7, "tor": 8, "fabric": 8}
     boxes = {v: _half_box(d["label"], sizes.get(d["kind"], 8)) for v, d in g.nodes(data=True)}
+    if EXTERNAL in visited:
+        pos[EXTERNAL] = external_position(cluster)
+        boxes[EXTERNAL] = _half_box(f"external client\n{cluster.topology().external_address}", 8)
+        _draw_external(cluster, ax, pos)
+        visited.remove(EXTERNAL)
+    _highlight(cluster, ax, visited)
+    lift = _box_height(ax)
     for leg in legs:
         style = {k: v for k, v in LEG_STYLES[leg.kind].items() if k != "label"}
         (xa, ya), (xb, yb) = pos[leg.src], pos[leg.dst]
@@ -317,7 +351,7 @@ def draw_trace(trace: Trace, cluster: Cluster, ax=None, *, title: str | None = N
                 color="white", bbox=dict(boxstyle="circle,pad=0.25", fc=style["color"], ec="white", lw=1))
     if trace.outcome == "dropped" and trace.hops:
         vertex = _vertex(cluster, trace.hops[-1].namespace)
-        if vertex is not None:
+        if vertex in pos:
             x, y = pos[vertex]
             ax.plot([x], [y - 0.75], marker="X", ms=16, color=COLORS["highlight"], mec="white", zorder=8, gid="drop")
     handles = [Line2D([], [], **LEG_STYLES[k]) for k in LEG_STYLES if any(leg.kind == k for leg in legs)]

@@ -475,3 +475,31 @@ def test_kernel_ipvsadm_restore(netns):  # pragma: no cover - only where IPVS ex
     assert _run(["ip", "netns", "exec", netns, "ipvsadm", "-R"], "\n".join(commands) + "\n").returncode == 0
     listed = _run(["ip", "netns", "exec", netns, "ipvsadm", "-Ln"]).stdout
     assert listed.splitlines()[3:] == proxy.ipvsadm_ln().splitlines()[3:]
+
+
+# -- the first-packet walk ----------------------------------------------------------------------
+
+
+def test_walk_nodeport_from_outside_is_marked_and_masqueraded():
+    """KUBE-SERVICES -> (dst is local) KUBE-NODE-PORT -> KUBE-NODE-PORT-TCP holds 3001 -> KUBE-MARK-MASQ;
+    IPVS picks the real server; KUBE-POSTROUTING sees the mark, clears it and masquerades."""
+    from kubenet_lab.kubeproxy.ipvs import walk_first_packet
+
+    rules = sync([svc1_nodeport()], [svc1_slice()], interface_addresses=("100.101.102.103",))
+    walk = walk_first_packet(rules, "203.0.113.2", "100.101.102.103", "tcp", 3001, local=["100.101.102.103"])
+    assert walk.verdict == "ACCEPT" and walk.masquerade and str(walk.real_server) == "10.180.0.1:80"
+    assert walk.virtual_server.kind == "node port"
+    assert ("nat", "KUBE-MARK-MASQ", "-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000") in walk.steps
+
+
+def test_walk_from_a_pod_to_a_cluster_ip_is_not_masqueraded_and_empty_pools_drop():
+    """With --cluster-cidr the ClusterIP MASQ rule skips pod sources; a virtual server without real
+    servers has nowhere to send the packet."""
+    from kubenet_lab.kubeproxy.ipvs import walk_first_packet
+
+    svc = make_service("ns1", "svc1", "10.20.30.41", [port("p80", 80)])
+    rules = sync([svc], [svc1_slice()], cluster_cidrs=("10.0.0.0/8",))
+    walk = walk_first_packet(rules, "10.0.0.5", "10.20.30.41", "tcp", 80)
+    assert walk.verdict == "ACCEPT" and not walk.masquerade and str(walk.real_server) == "10.180.0.1:80"
+    empty = walk_first_packet(sync([svc], [], cluster_cidrs=("10.0.0.0/8",)), "10.0.0.5", "10.20.30.41", "tcp", 80)
+    assert empty.verdict == "DROP" and empty.real_server is None

@@ -82,6 +82,23 @@ def test_rules_per_packet_grows_by_one_per_service():
         assert b.rules > a.rules
 
 
+def test_nftables_and_ipvs_cost_does_not_depend_on_the_number_of_services():
+    """One verdict-map lookup (nftables), one ipset and one IPVS-table lookup (IPVS): flat lines."""
+    rows = rules_per_packet((10, 200))
+    assert rows[0].nftables == rows[1].nftables and rows[0].ipvs == rows[1].ipvs
+    assert rows[1].nftables < rows[1].to_last_service and rows[1].ipvs < rows[1].to_last_service
+
+
+def test_ipvs_count_is_the_glue_rules_on_the_path_plus_one_lookup():
+    """Counted by hand from kube-proxy's IPVS glue for node-1 (no NodePorts, no local endpoints):
+    nat PREROUTING 1 jump + KUBE-SERVICES 4 (127/8 RETURN, cluster-IP MASQ, addrtype LOCAL ->
+    KUBE-NODE-PORT which is empty in nat, ACCEPT on KUBE-CLUSTER-IP); filter INPUT 3 jumps +
+    KUBE-IPVS-FILTER 2 (RETURN on KUBE-LOAD-BALANCER, RETURN on KUBE-CLUSTER-IP) + KUBE-PROXY-FIREWALL 0
+    + KUBE-NODE-PORT 1 (health check); the IPVS lookup 1; filter OUTPUT 1 jump; nat POSTROUTING 1 jump
+    + KUBE-POSTROUTING 1 (unmarked: RETURN). Total 1+4+3+2+1+1+1+1+1 = 15."""
+    assert rules_per_packet((10,))[0].ipvs == 15
+
+
 def test_drawings_return_titled_axes(c, text):
     import matplotlib.pyplot as plt
 

@@ -74,6 +74,8 @@ __all__ = [
     "ipvsadm_list",
     "ipset_restore",
     "graceful_termination",
+    "IPVSWalk",
+    "walk_first_packet",
     "DUMMY_DEVICE",
     "DEFAULT_SCHEDULER",
     "IPVS_JUMP_CHAINS",
@@ -455,3 +457,161 @@ def graceful_termination(before: IPVSRules, after: IPVSRules) -> IPVSRules:
             kept += tuple(replace(r, weight=0) for r in old[vs.key].real_servers if (r.address, r.port) not in now)
         servers.append(replace(vs, real_servers=kept))
     return replace(after, virtual_servers=tuple(servers))
+
+
+# -- one packet through the glue and the virtual-server table -------------------------------------
+
+
+@dataclass(frozen=True)
+class IPVSWalk:
+    """The first packet of a connection in IPVS mode: what decided it and how many rules it met.
+
+    ``evaluated`` counts every iptables rule the packet is compared with (the jumps from the
+    built-in chains included; a ``-m set`` match is one hash lookup, one rule) plus one for
+    the IPVS service-table lookup; ``steps`` are ``(table, chain, rule)`` of the rules that
+    matched; ``virtual_server`` and ``real_server`` the IPVS decision (None: not a VIP).
+    """
+
+    evaluated: int
+    steps: tuple[tuple[str, str, str], ...]
+    virtual_server: VirtualServer | None
+    real_server: RealServer | None
+    verdict: str
+    masquerade: bool
+
+
+def walk_first_packet(rules: IPVSRules, src: str, dst: str, protocol: str, port: int, *,
+                      local: Iterable[object] = ()) -> IPVSWalk:
+    """Walk a new connection's first packet, arriving from a pod, through IPVS mode's hooks.
+
+    The order is the kernel's: nat PREROUTING (jump to ``KUBE-SERVICES``); routing (local
+    if ``dst`` is one of ``local`` or bound to ``kube-ipvs0``); for local packets filter
+    INPUT (priority 0: ``KUBE-IPVS-FILTER``, ``KUBE-PROXY-FIREWALL``, ``KUBE-NODE-PORT``,
+    each jump prepended by kube-proxy so the last one ensured comes first), then IPVS at
+    LOCAL_IN (priority ``NF_IP_PRI_NAT_SRC - 1``, after the filter, before source NAT):
+    one hash lookup of the virtual-server table, then ``rr`` picks the first real server
+    and the DNATed packet leaves through LOCAL_OUT (filter OUTPUT: ``KUBE-IPVS-OUT-FILTER``)
+    and nat POSTROUTING (``KUBE-POSTROUTING``); other packets go through filter FORWARD
+    (``KUBE-PROXY-FIREWALL``, ``KUBE-FORWARD``) and nat POSTROUTING. Each base chain is
+    assumed to hold only kube-proxy's jumps, as in the iptables walk.
+    """
+    proto = protocol.lower()
+    src_ip, dst_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    local_ips = {str(ipaddress.ip_address(str(a))) for a in local} | {str(a) for a in rules.bound_addresses}
+    sets = {s.name: s for s in rules.ipsets}
+    chains: dict[tuple[str, str], list[str]] = {}
+    table = ""
+    for line in rules.iptables_restore.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith("-A "):
+            chains.setdefault((table, line.split()[1]), []).append(line)
+    state = {"evaluated": 0, "mark": False, "masquerade": False}
+    steps: list[tuple[str, str, str]] = []
+    chosen: list[VirtualServer | None] = [None]
+
+    def in_set(name: str, how: str) -> bool:
+        s = sets[name]
+        ends = {"src": str(src_ip), "dst": str(dst_ip)}
+        if s.set_type == "bitmap:port":
+            return str(port) in s.entries
+        if s.set_type == "hash:ip":
+            return ends[how.split(",")[0]] in s.entries
+        first, _, third = (how.split(",") + ["", ""])[:3]
+        key = f"{ends[first]},{proto}:{port}"
+        if s.set_type == "hash:ip,port":
+            return key in s.entries
+        if s.set_type == "hash:ip,port,ip":
+            return f"{key},{ends[third]}" in s.entries
+        return any(e.startswith(key + ",") and src_ip in ipaddress.ip_network(e.split(",")[2]) for e in s.entries)
+
+    def matches(words: list[str]) -> bool:
+        i, negate = 0, False
+        while i < len(words):
+            w = words[i]
+            if w == "!":
+                negate = True
+            elif w in ("-s", "-p", "--match-set", "--dst-type", "--src-type", "--mark", "--ctstate", "--vaddr",
+                       "--physdev-is-in"):
+                if w == "-s":
+                    ok = src_ip in ipaddress.ip_network(words[i + 1])
+                elif w == "-p":
+                    ok = words[i + 1] == proto
+                elif w == "--match-set":
+                    ok = in_set(words[i + 1], words[i + 2])
+                    i += 1
+                elif w == "--dst-type":
+                    ok = str(dst_ip) in local_ips
+                elif w == "--src-type":
+                    ok = str(src_ip) in local_ips
+                elif w == "--mark":
+                    ok = state["mark"]
+                elif w == "--ctstate":
+                    ok = "NEW" in words[i + 1].split(",")
+                elif w == "--vaddr":
+                    vs = chosen[0]
+                    ok = vs is not None and vs.key == (words[i + 3].upper(), words[i + 1], int(words[i + 5]))
+                    i += 4
+                else:  # --physdev-is-in: a pod's packet routed from cni0, not bridged
+                    ok, i = False, i - 1
+                if ok == negate:
+                    return False
+                negate = False
+                i += 1
+            elif w == "-j":
+                return True
+            i += 1
+        return True
+
+    def run(table: str, chain: str) -> str | None:
+        """Run a chain; return a terminal verdict, "RETURN", or None at its end."""
+        for rule in chains.get((table, chain), []):
+            state["evaluated"] += 1
+            words = rule.split()
+            if not matches(words[2:]):
+                continue
+            steps.append((table, chain, rule))
+            target = words[words.index("-j") + 1]
+            if target == "MARK":
+                state["mark"] = "--or-mark" in words
+            elif target == "MASQUERADE":
+                state["masquerade"] = True
+                return "ACCEPT"
+            elif target in ("ACCEPT", "DROP", "REJECT", "RETURN"):
+                return target
+            else:
+                verdict = run(table, target)
+                if verdict in ("ACCEPT", "DROP", "REJECT"):
+                    return verdict
+        return None
+
+    def hook(table: str, chain: str, targets: Iterable[str]) -> str:
+        for target in targets:  # kube-proxy's jump rules, the only rules of the built-in chain
+            state["evaluated"] += 1
+            steps.append((table, chain, f"-A {chain} -j {target}"))
+            verdict = run(table, target)
+            if verdict in ("ACCEPT", "DROP", "REJECT"):
+                return verdict
+        return "ACCEPT"
+
+    real_server = None
+    verdict = hook("nat", "PREROUTING", ["KUBE-SERVICES"])
+    if str(dst_ip) in local_ips:
+        verdict = hook("filter", "INPUT", ["KUBE-IPVS-FILTER", "KUBE-PROXY-FIREWALL", "KUBE-NODE-PORT"])
+        if verdict == "ACCEPT":
+            state["evaluated"] += 1  # the IPVS service table: one hash lookup
+            key = (protocol.upper(), str(dst_ip), port)
+            vs = next((v for v in rules.virtual_servers if v.key == key), None)
+            chosen[0] = vs
+            if vs is not None and vs.real_servers:
+                real_server = sorted(vs.real_servers, key=lambda r: (int(r.address), r.port))[0]
+                verdict = hook("filter", "OUTPUT", ["KUBE-IPVS-OUT-FILTER"])
+                if verdict == "ACCEPT":
+                    verdict = hook("nat", "POSTROUTING", ["KUBE-POSTROUTING"])
+            elif vs is not None:
+                verdict = "DROP"  # a virtual server without real servers: IPVS drops the packet
+    else:
+        verdict = hook("filter", "FORWARD", ["KUBE-PROXY-FIREWALL", "KUBE-FORWARD"])
+        if verdict == "ACCEPT":
+            verdict = hook("nat", "POSTROUTING", ["KUBE-POSTROUTING"])
+    return IPVSWalk(state["evaluated"], tuple(steps), chosen[0], real_server, verdict, state["masquerade"])

@@ -1,6 +1,6 @@
 """Services drawn from kube-proxy's own rules: the chain graph, the load balancing, the cost per packet.
 
-Three pictures for chapter 04, each computed by a pure function first:
+Three pictures for chapters 04 and 05, each computed by a pure function first:
 
 * :func:`chain_graph` reads an ``iptables-restore`` input (or a parsed
   :class:`~kubenet_lab.kubeproxy.netfilter.Ruleset`) and returns the chains one
@@ -15,9 +15,10 @@ Three pictures for chapter 04, each computed by a pure function first:
 * :func:`simulate_connections` opens ``n`` connections through the rules with
   seeded random draws; :func:`draw_load_balancing` puts their shares beside the
   exact probabilities.
-* :func:`rules_per_packet` generates kube-proxy's iptables rules for clusters of
-  10 to thousands of Services and walks one packet through each, counting the
-  rules the kernel tries; :func:`draw_rules_per_packet` plots the line.
+* :func:`rules_per_packet` generates kube-proxy's rules for clusters of 10 to
+  thousands of Services in its three modes (iptables, nftables, IPVS) and walks
+  one packet through each, counting the rules the kernel tries;
+  :func:`draw_rules_per_packet` plots the lines.
 
 >>> from kubenet_lab import Cluster
 >>> c = Cluster.load("scenarios/three-node-vxlan.yaml")
@@ -372,17 +373,22 @@ def draw_load_balancing(counts: Mapping[str | None, int], exact_probabilities: M
 
 @dataclass(frozen=True)
 class RulesPerPacket:
-    """One ruleset of :func:`rules_per_packet`: its Services, its rules, and what two packets cost.
+    """One cluster size of :func:`rules_per_packet`: its Services, its rules, and what packets cost.
 
-    ``to_last_service`` counts the rules the kernel tries for the first packet of a pod's connection
-    to the Service whose rule comes last in ``KUBE-SERVICES``; ``no_service`` the same for a packet
-    from pod to pod that is no Service's (it, too, is compared with every rule of KUBE-SERVICES).
+    ``to_last_service`` counts the rules the kernel tries in iptables mode for the first packet
+    of a pod's connection to the Service whose rule comes last in ``KUBE-SERVICES``;
+    ``no_service`` the same for a packet from pod to pod that is no Service's (it, too, is
+    compared with every rule of KUBE-SERVICES). ``nftables`` and ``ipvs`` count the first
+    packet to that same Service in the other two modes: a verdict-map lookup and an
+    ipset / IPVS-table lookup each count as one rule.
     """
 
     services: int
     rules: int
     to_last_service: int
     no_service: int
+    nftables: int
+    ipvs: int
 
 
 CLIENT = "10.244.0.3"        # a pod on node-1, the node whose rules are walked
@@ -390,17 +396,9 @@ OTHER_POD = "10.244.200.2"   # a pod elsewhere, no Service's endpoint
 NODE_IP = "192.168.0.11"
 
 
-def scaled_ruleset(services: int, endpoints: int = 2) -> str:
-    """kube-proxy's iptables rules on node-1 for ``services`` ClusterIP Services of ``endpoints`` pods each.
-
-    Service ``svc-i`` has ClusterIP ``10.96.0.10 + i``, port 80 → 8080; node-1 is ``192.168.0.11``,
-    ``--cluster-cidr 10.244.0.0/16``.
-
-    >>> text = scaled_ruleset(2)
-    >>> sum(line.startswith("-A KUBE-SERVICES") and "cluster IP" in line for line in text.splitlines())
-    2
-    """
-    from ..kubeproxy import ProxierSettings, iptables_restore
+def _scaled(services: int, endpoints: int):
+    """``services`` ClusterIP Services of ``endpoints`` pods each, and node-1's kube-proxy settings."""
+    from ..kubeproxy import ProxierSettings
     from ..objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
 
     settings = ProxierSettings("node-1", node_ips=[NODE_IP], cluster_cidrs=["10.244.0.0/16"])
@@ -414,36 +412,64 @@ def scaled_ruleset(services: int, endpoints: int = 2) -> str:
         backends = tuple(Endpoint((ipaddress.ip_address(pod + endpoints * i + j),)) for j in range(endpoints))
         slices.append(EndpointSlice(name=f"{name}-abcde", service=name, address_type="IPv4", endpoints=backends,
                                     ports=(EndpointPort(8080, name="http"),)))
-    return iptables_restore(objects, slices, settings)
+    return objects, slices, settings
+
+
+def scaled_ruleset(services: int, endpoints: int = 2) -> str:
+    """kube-proxy's iptables rules on node-1 for ``services`` ClusterIP Services of ``endpoints`` pods each.
+
+    Service ``svc-i`` has ClusterIP ``10.96.0.10 + i``, port 80 → 8080; node-1 is ``192.168.0.11``,
+    ``--cluster-cidr 10.244.0.0/16``.
+
+    >>> text = scaled_ruleset(2)
+    >>> sum(line.startswith("-A KUBE-SERVICES") and "cluster IP" in line for line in text.splitlines())
+    2
+    """
+    from ..kubeproxy import iptables_restore
+
+    return iptables_restore(*_scaled(services, endpoints))
 
 
 def rules_per_packet(service_counts: Iterable[int] = (10, 100, 1000, 5000), endpoints: int = 2
                      ) -> tuple[RulesPerPacket, ...]:
-    """For each number of Services, the rules the kernel evaluates for one packet, in iptables mode.
+    """For each number of Services, the rules the kernel evaluates for one packet, in the three modes.
 
-    Each ruleset is :func:`scaled_ruleset`, parsed and walked with
-    :meth:`~kubenet_lab.kubeproxy.netfilter.Ruleset.walk` (seed 0), which counts ``evaluated``:
-    every rule the kernel compares the packet with, in nat PREROUTING, KUBE-SERVICES and the chains
-    it jumps to, filter FORWARD and nat POSTROUTING.
+    The same Services (:func:`scaled_ruleset`) are written by each mode's generator and walked
+    by that mode's walk: iptables with :meth:`~kubenet_lab.kubeproxy.netfilter.Ruleset.walk`,
+    nftables with :meth:`~kubenet_lab.kubeproxy.nftwalk.NftRuleset.walk`, IPVS with
+    :func:`~kubenet_lab.kubeproxy.ipvs.walk_first_packet` (seed 0). Each counts every rule the
+    packet is compared with, from the first hook to the last.
 
-    >>> [(r.services, r.to_last_service, r.no_service) for r in rules_per_packet((10, 11))]
-    [(10, 25, 21), (11, 26, 22)]
+    >>> [(r.services, r.to_last_service, r.no_service, r.nftables, r.ipvs) for r in rules_per_packet((10, 11))]
+    [(10, 25, 21, 14, 15), (11, 26, 22, 14, 15)]
     """
+    from ..kubeproxy import ProxyState
+    from ..kubeproxy.ipvs import sync_ipvs_rules, walk_first_packet
+    from ..kubeproxy.nftables import sync_nftables_rules
+    from ..kubeproxy.nftwalk import NftRuleset
+
     rows = []
     vip = ipaddress.ip_address("10.96.0.10")
     for count in service_counts:
+        services, slices, settings = _scaled(count, endpoints)
+        state = ProxyState.build(services, slices, settings, 4)
+        last = vip + count - 1
+        flow = Flow(CLIENT, last, "tcp", 80, in_interface="cni0")
         rules = Ruleset.parse(scaled_ruleset(count, endpoints))
-        to_service = rules.walk(Flow(CLIENT, vip + count - 1, "tcp", 80, in_interface="cni0"), local=[NODE_IP])
+        to_service = rules.walk(flow, local=[NODE_IP])
         no_service = rules.walk(Flow(CLIENT, OTHER_POD, "tcp", 8080, in_interface="cni0"), local=[NODE_IP])
-        rows.append(RulesPerPacket(count, len(rules), to_service.evaluated, no_service.evaluated))
+        nft = NftRuleset.parse(sync_nftables_rules(state, settings)).walk(flow, local=[NODE_IP])
+        ipvs = walk_first_packet(sync_ipvs_rules(state, settings), CLIENT, str(last), "tcp", 80, local=[NODE_IP])
+        rows.append(RulesPerPacket(count, len(rules), to_service.evaluated, no_service.evaluated,
+                                   nft.evaluated, ipvs.evaluated))
     return tuple(rows)
 
 
 def draw_rules_per_packet(rows: Iterable[RulesPerPacket] | None = None, ax=None, *, title: str | None = None):
-    """Rules evaluated per packet against the number of Services (log-log), iptables mode.
+    """Rules evaluated for a new connection's first packet against the number of Services (log-log).
 
-    nftables and IPVS are not walked here; they are named in a note: both find the Service with one
-    hash lookup (an nftables verdict map, the IPVS service table), whatever the number of Services.
+    iptables climbs one rule per Service (an ACL read top-down); nftables (one verdict-map
+    lookup) and IPVS (ipset and virtual-server hash lookups inside a constant glue) stay flat.
     """
     rows = tuple(rules_per_packet() if rows is None else rows)
     ax = new_axes(ax)
@@ -452,17 +478,21 @@ def draw_rules_per_packet(rows: Iterable[RulesPerPacket] | None = None, ax=None,
             label="iptables: first packet to the last Service")
     ax.plot(xs, [r.no_service for r in rows], "s--", color=COLORS["underlay"], lw=1.5,
             label="iptables: a pod-to-pod packet (no Service)")
+    ax.plot(xs, [r.nftables for r in rows], "^-", color=COLORS["service"], lw=2,
+            label="nftables: verdict map (one lookup)")
+    ax.plot(xs, [r.ipvs for r in rows], "D-", color=COLORS["pod"], lw=2,
+            label="IPVS: ipset + virtual-server lookups, constant glue")
     for r in rows:
         ax.annotate(f"{r.to_last_service:,}", (r.services, r.to_last_service), textcoords="offset points",
                     xytext=(-6, 8), ha="right", fontsize=8, color=COLORS["highlight"])
+    last = rows[-1]
+    for value, color in ((last.nftables, COLORS["service"]), (last.ipvs, COLORS["pod"])):
+        ax.annotate(f"{value}", (last.services, value), textcoords="offset points", xytext=(6, 0),
+                    va="center", fontsize=8, color=color)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("Services in the cluster (log scale)")
     ax.set_ylabel("rules evaluated for one packet (log scale)")
-    ax.text(0.98, 0.04, "nftables and IPVS: one hash lookup finds the Service\n"
-            "(a verdict map, the IPVS service table), whatever the count:\nnot walked here, see chapter 05",
-            transform=ax.transAxes, ha="right", va="bottom", fontsize=8.5, color=COLORS["service"],
-            bbox=dict(boxstyle="round", fc="white", ec=COLORS["service"]))
-    ax.set_title(title or "iptables mode: each new connection is compared with one rule per Service")
-    ax.legend(loc="upper left")
+    ax.set_title(title or "Cost of a new connection: iptables grows with the Services, nftables and IPVS do not")
+    ax.legend(loc="upper left", fontsize=8)
     return ax

@@ -494,3 +494,75 @@ def test_node_to_an_external_ip_without_endpoints_differs():
     # from anywhere else the two agree
     for source in ("10.0.0.2", TEST_EXTERNAL_CLIENT):
         assert_same_service_behaviour(*both_walks([svc], [], source, "1.2.3.4", 80))
+
+
+# -- the packet walk (cluster.trace) through an nftables-mode cluster ---------------------------------
+
+
+def lab(mode: str) -> Cluster:
+    """Three nodes; web on node-1 and node-2 behind a ClusterIP and an eTP=Local NodePort; an empty Service."""
+    c = Cluster(kube_proxy_mode=mode)
+    for i in (1, 2, 3):
+        c.add_node(f"node-{i}")
+    c.add_pod("client", node="node-1")
+    c.add_pod("web-1", node="node-1", labels={"app": "web"})
+    c.add_pod("web-2", node="node-2", labels={"app": "web"})
+    c.add_service("web", selector={"app": "web"}, port=80, target_port=8080)
+    c.add_service("web-local", selector={"app": "web"}, port=80, target_port=8080, type="NodePort", node_port=30090,
+                  external_traffic_policy="Local")
+    c.add_service("empty", selector={"app": "nothing"}, port=80)
+    return c
+
+
+@pytest.fixture(scope="module")
+def nft_lab():
+    return lab("nftables")
+
+
+@pytest.fixture(scope="module")
+def ipt_lab():
+    return lab("iptables")
+
+
+def dnat_hops(t):
+    return [h for h in t.hops if h.action == "dnat"]
+
+
+@pytest.mark.parametrize("pod", ["web-1", "web-2"])
+def test_trace_dnats_with_the_nft_rules(nft_lab, ipt_lab, pod):
+    vip = str(nft_lab.service("web").cluster_ips[0])
+    t = nft_lab.trace("client", vip, proto="tcp", dport=80, endpoint=pod)
+    ip_of = str(nft_lab.pod(pod).ips[0])
+    (dnat,) = dnat_hops(t)
+    assert dnat.namespace == "node-1" and dnat.decided_by == (
+        f"add rule ip kube-proxy {t.netfilter[0][1].dnat_rule.chain} meta l4proto tcp dnat to {ip_of}:8080")
+    assert t.outcome == "delivered" and t.hops[-1].namespace == f"pod:default/{pod}"
+    assert t.service_choice.probabilities == {f"{a}:8080": Fraction(1, 2) for a in
+                                              sorted((str(nft_lab.pod(p).ips[0]) for p in ("web-1", "web-2")))}
+    # the same walk in iptables mode: the same hops but for who decided the DNAT
+    same = ipt_lab.trace("client", vip, proto="tcp", dport=80, endpoint=pod)
+    assert [(h.namespace, h.action) for h in same.hops] == [(h.namespace, h.action) for h in t.hops]
+    assert dnat_hops(same)[0].decided_by.startswith("-A KUBE-SEP-")
+
+
+def test_trace_masquerades_node_traffic_marked_by_the_service_chain(nft_lab):
+    t = nft_lab.trace("node-1", "web", proto="tcp", dport=80, endpoint="web-2")
+    (masq,) = [h for h in t.hops if h.action == "masquerade"]
+    assert masq.namespace == "node-1" and "service-" in masq.detail  # ip saddr != <pod CIDR> jump mark-for-masquerade
+    assert masq.decided_by == "add rule ip kube-proxy masquerading masquerade fully-random"
+
+
+def test_trace_rejects_a_service_without_endpoints(nft_lab):
+    t = nft_lab.trace("client", str(nft_lab.service("empty").cluster_ips[0]), proto="tcp", dport=80)
+    assert t.outcome == "dropped" and "ICMP port unreachable" in t.reason and "(default/empty)" in t.reason
+    assert t.hops[-1].decided_by == "add rule ip kube-proxy reject-chain reject"
+
+
+def test_trace_local_policy_nodeport(nft_lab):
+    node2, node3 = (str(nft_lab.node(n).ip) for n in ("node-2", "node-3"))
+    kept = nft_lab.trace("node-1", node2, proto="tcp", dport=30090)
+    assert kept.outcome == "delivered" and kept.hops[-1].namespace == "pod:default/web-2"
+    assert not [h for h in kept.hops if h.action == "masquerade"]  # the client's source is kept
+    dropped = nft_lab.trace("node-1", node3, proto="tcp", dport=30090)  # node-3 has no web pod
+    assert dropped.outcome == "dropped" and dropped.hops[-1].namespace == "node-3"
+    assert dropped.hops[-1].decided_by.startswith("add element ip kube-proxy no-endpoint-nodeports { tcp . 30090 ")

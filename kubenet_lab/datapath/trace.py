@@ -21,7 +21,8 @@ network namespace of the cluster's :class:`~kubenet_lab.overlay.topology.Topolog
    **masqueraded** by the CNI's POSTROUTING rule;
    before all of this, a packet entering a node's stack (from a pod, from
    another node, decapsulated, or sent by the node itself) crosses
-   **kube-proxy's rules** (:mod:`kubenet_lab.kubeproxy.netfilter`): a packet
+   **kube-proxy's rules** (:mod:`kubenet_lab.kubeproxy.netfilter`, or
+   :mod:`kubenet_lab.kubeproxy.nftwalk` when ``kubeProxy.mode`` is ``nftables``): a packet
    to a Service is DNATed to one endpoint (hop ``dnat``), marked traffic is
    masqueraded at POSTROUTING (hop ``masquerade``), and a Service without
    endpoints is rejected by its filter rule (hop ``drop``);
@@ -62,6 +63,7 @@ from typing import TYPE_CHECKING
 from ..addresses import IPAddress, parse_port
 from ..errors import InvalidValue, NotFound
 from ..kubeproxy.netfilter import Flow, NetfilterResult, Rule, Ruleset
+from ..kubeproxy.nftwalk import NftRuleset
 from ..overlay.entries import Route
 from ..overlay.topology import BGP_PROTOS, CILIUM_HOST, EXTERNAL, Namespace, Topology, pod_namespace
 from .packet import DEFAULT_TTL, L4_HEADER, LOCAL_PORT_RANGE, Frame, Outer, Packet, flow_source_port
@@ -199,12 +201,21 @@ class _Drop(Exception):
 _RULESETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def kube_proxy_rules(cluster: Cluster, topology: Topology, node: str) -> Ruleset:
-    """``node``'s kube-proxy ruleset, parsed once per cluster state."""
+def kube_proxy_rules(cluster: Cluster, topology: Topology, node: str) -> Ruleset | NftRuleset:
+    """``node``'s kube-proxy ruleset, parsed once per cluster state: the ``iptables-restore`` input
+    (:class:`Ruleset`), or in ``nftables`` mode the ``nft -f`` input of every family (:class:`NftRuleset`)."""
     per_node = _RULESETS.setdefault(topology, {})
     if node not in per_node:
-        per_node[node] = Ruleset.parse(cluster.kube_proxy(node).iptables_restore())
+        proxy = cluster.kube_proxy(node)
+        if cluster.network.kube_proxy_mode == "nftables":
+            per_node[node] = NftRuleset.parse("".join(proxy.nft_ruleset(f) for f in cluster.network.families))
+        else:
+            per_node[node] = Ruleset.parse(proxy.iptables_restore())
     return per_node[node]
+
+
+# The chains whose jump asks for masquerading: iptables mode's, and nftables mode's.
+MARK_FOR_MASQUERADE = ("KUBE-MARK-MASQ", "mark-for-masquerade")
 
 
 @dataclass
@@ -265,12 +276,15 @@ class _Walk:
                                                     result.kernel_probabilities)
         if result.verdict in ("DROP", "REJECT"):
             rule = result.verdict_rule
-            why = f"{result.verdict} by kube-proxy's rule" + (f" ({rule.comment})" if rule and rule.comment else "")
+            # nftables' reject-chain has no comment: the map element that sent the packet there names the Service
+            comment = (rule and rule.comment) or next((s.rule.comment for s in reversed(result.steps) if s.rule.comment),
+                                                      None)
+            why = f"{result.verdict} by kube-proxy's rule" + (f" ({comment})" if comment else "")
             self.hop(ns.name, arrived_on, "drop", why, rule, packet)
             answer = "; the sender gets ICMP port unreachable" if result.verdict == "REJECT" else ""
             raise _Drop("dropped", f"{why} on {ns.name}{answer}")
         if result.masquerade:
-            marked = next((s.rule for s in result.steps if s.rule.target == "KUBE-MARK-MASQ"), None)
+            marked = next((s.rule for s in result.steps if s.rule.target in MARK_FOR_MASQUERADE), None)
             self.masquerading[ns.name] = (result.masquerade_rule, marked)
         return packet
 
@@ -679,12 +693,13 @@ def trace(cluster: Cluster, src: str, dst: str, *, dport: int | None = None, pro
         raise InvalidValue("trace", "dst", str(dst_ip),
                            "is in the Service CIDR but no Service has this ClusterIP: kube-proxy has no rule for it")
     topology = cluster.topology()
-    kube_proxy = cluster.network.kube_proxy_mode == "iptables" and not topology.mode.flow_based
+    kube_proxy = cluster.network.kube_proxy_mode in ("iptables", "nftables") and not topology.mode.flow_based
     if not kube_proxy and _service_frontends(cluster, dst_ip, dport):
         why = (f"Cilium ({cluster.network.cni}) load-balances Services in eBPF" if topology.mode.flow_based
                else f"kube-proxy's {cluster.network.kube_proxy_mode} mode")
         raise InvalidValue("trace", "dst", str(dst_ip),
-                           f"is a Service frontend, and walks through {why} are not modelled yet (iptables mode is)")
+                           f"is a Service frontend, and walks through {why} are not modelled yet "
+                           "(iptables and nftables modes are)")
     if endpoint is not None:
         pod = next((p for p in cluster.pods if endpoint in (p.name, p.key) and p.ips), None)
         endpoint = str(pod.ips[0]) if pod is not None else str(endpoint)

@@ -168,7 +168,8 @@ class Flow:
     ``in_interface`` is the device it arrived on; ``locally_generated`` says it
     comes from a socket of this host (then it enters at nat OUTPUT).
     ``recent`` names the ``-m recent`` lists that already hold the source
-    (session affinity remembered from an earlier connection).
+    (session affinity remembered from an earlier connection); for the nftables
+    walk (:mod:`.nftwalk`), the ``affinity-…`` sets that hold it.
     """
 
     src: IPAddress
@@ -357,7 +358,8 @@ class NetfilterResult:
 
     ``verdict`` is ``ACCEPT``, ``DROP`` or ``REJECT``; ``verdict_rule`` the rule that decided it
     (``None``: the built-in chain's policy). ``dnat`` is ``ip:port`` or ``None``. ``probabilities``
-    maps each DNAT destination (``None`` for none) to its exact probability.
+    maps each DNAT destination (``None`` for none) to its exact probability. The nftables walk
+    (:mod:`.nftwalk`) returns the same type; its rules are ``add rule``/``add element`` lines.
     """
 
     flow: Flow

@@ -18,6 +18,11 @@ backend slows down sharply with tens of thousands of chains, so each load
 waits at most ``--load-timeout`` seconds (default 120). It prints how the
 generation time compares with each load, and exits with status 1 if
 generation misses its target.
+
+It also times one packet walk through each mode's ruleset for those objects, a pod's
+first packet to the ClusterIP of the Service written last (median of 101 walks, every
+branch followed for the exact odds): the iptables walk (:mod:`kubenet_lab.kubeproxy.netfilter`)
+and the nftables walk (:mod:`kubenet_lab.kubeproxy.nftwalk`), whose target is 1 ms.
 """
 
 from __future__ import annotations
@@ -30,13 +35,16 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report import best_of, report, table  # noqa: E402
+from report import best_of, median_of, report, table  # noqa: E402
 
-from kubenet_lab.kubeproxy import ProxierSettings, iptables_restore  # noqa: E402
+from kubenet_lab.kubeproxy import ProxierSettings, iptables_restore, nft_ruleset  # noqa: E402
+from kubenet_lab.kubeproxy.netfilter import Flow, Ruleset  # noqa: E402
+from kubenet_lab.kubeproxy.nftwalk import NftRuleset  # noqa: E402
 from kubenet_lab.objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort  # noqa: E402
 
 SERVICES = 10_000
@@ -44,6 +52,8 @@ ENDPOINTS_PER_SERVICE = 5
 NODES = 100
 REPEATS = 3
 TARGET_SECONDS = 1.0
+WALK_RUNS = 101
+NFT_WALK_TARGET_MS = 1.0
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
 POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
 
@@ -69,6 +79,23 @@ SETTINGS = ProxierSettings("node-000", node_ips=["192.168.0.10"], cluster_cidrs=
 
 def generate(services, slices) -> str:
     return iptables_restore(services, slices, SETTINGS)
+
+
+def walk_milliseconds(services, slices, rules: str) -> list[tuple[str, float, float | None]]:
+    """Median milliseconds of one walk through each mode's ruleset, to the last Service's ClusterIP."""
+    flow = Flow("10.244.0.2", services[-1].cluster_ips[0], "tcp", 80, in_interface="cni0")
+    local = [str(a) for a in SETTINGS.node_ips]
+    nft_settings = replace(SETTINGS, nodeport_addresses="primary")  # the nftables mode's default
+    walks = [("iptables", Ruleset.parse(rules), None),
+             ("nftables", NftRuleset.parse(nft_ruleset(services, slices, nft_settings, service_cidrs=[SERVICE_CIDR])),
+              NFT_WALK_TARGET_MS)]
+    rows = []
+    for mode, ruleset, target in walks:
+        result = ruleset.walk(flow, local=local)
+        assert result.dnat is not None, f"the {mode} walk missed the Service"
+        seconds = median_of(lambda: ruleset.walk(flow, local=local), WALK_RUNS)  # noqa: B023
+        rows.append((f"{mode} walk, one packet ({result.evaluated:,} rules evaluated)", seconds * 1000, target))
+    return rows
 
 
 def kernel_load_seconds(rules: str, tool: str, timeout: float) -> float | str:
@@ -107,6 +134,8 @@ def main() -> int:
     chain_count = sum(line.startswith(":") for line in lines)
     case = f"{SERVICES:,} Services x {ENDPOINTS_PER_SERVICE} endpoints: generate"
     status = report([(case, seconds, TARGET_SECONDS)], unit="seconds")
+    print()
+    status |= report(walk_milliseconds(services, slices, rules), unit="ms")
     print(f"\nruleset: {rule_count:,} rules in {chain_count:,} chains, {len(rules) / 1e6:.1f} MB of iptables-restore input\n")
     loads = [("generate (kubenet_lab, best of 3)", f"{seconds:.3f}", "1.00")]
     for tool in ("iptables-legacy-restore", "iptables-nft-restore"):

@@ -503,3 +503,12 @@ def test_walk_from_a_pod_to_a_cluster_ip_is_not_masqueraded_and_empty_pools_drop
     assert walk.verdict == "ACCEPT" and not walk.masquerade and str(walk.real_server) == "10.180.0.1:80"
     empty = walk_first_packet(sync([svc], [], cluster_cidrs=("10.0.0.0/8",)), "10.0.0.5", "10.20.30.41", "tcp", 80)
     assert empty.verdict == "DROP" and empty.real_server is None
+
+
+def test_ipvsadm_compares_addresses_as_wrapped_32_bit_differences():
+    """libipvs ipvs_cmp_services: r = ntohl(a) - ntohl(b) stored in an int. 192.168.0.11 - 10.20.30.41 =
+    0xC0A8000B - 0x0A141E29 = 0xB693E1E2, negative as a 32-bit int, so the node's NodePort virtual
+    server is listed before the ClusterIP one although its address is numerically larger."""
+    rules = sync([svc1_nodeport()], [svc1_slice()], interface_addresses=("192.168.0.11",))
+    services = [line for line in ipvsadm_list(rules.virtual_servers).splitlines()[3:] if not line.startswith("  ")]
+    assert services == ["TCP  192.168.0.11:3001 rr", "TCP  10.20.30.41:80 rr"]

@@ -12,8 +12,8 @@ from kubenet_lab import Cluster  # noqa: E402
 from kubenet_lab.errors import NotFound  # noqa: E402
 from kubenet_lab.kubeproxy import Flow, Ruleset  # noqa: E402
 from kubenet_lab.viz.services import (  # noqa: E402
-    chain_graph, draw_chain_graph, draw_load_balancing, draw_rules_per_packet, path_edges, rules_per_packet,
-    simulate_connections)
+    chain_graph, draw_chain_graph, draw_load_balancing, draw_mode_costs, draw_rules_per_packet, path_edges,
+    rules_per_packet, rules_per_packet_explorer, simulate_connections)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,15 @@ def test_drawings_return_titled_axes(c, text):
     assert draw_rules_per_packet(rules_per_packet((10,)), ax=ax) is ax
     assert ax.get_xscale() == "log" and ax.get_xlabel() and ax.get_ylabel()
     plt.close(fig)
+
+
+def test_mode_costs_bars_and_explorer():
+    import matplotlib.pyplot as plt
+
+    row = rules_per_packet((10,))[0]
+    ax = draw_mode_costs(row)
+    assert [round(bar.get_height()) for bar in ax.patches] == [row.to_last_service, row.nftables, row.ipvs]
+    assert "10 Services" in ax.get_title()
+    plt.close(ax.figure)
+    box = rules_per_packet_explorer(services=20)
+    assert box.children[0].children[0].value == 20

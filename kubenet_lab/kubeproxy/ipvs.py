@@ -35,10 +35,14 @@ virtual-server listing has no expected text upstream: its layout is
 ipvsadm.c: ``"%s  %s"`` protocol and address, the scheduler, ``persistent
 %u``, and ``"  -> %-28s %-7s %-6d %-10u %-10u"`` per real server, whose
 padding leaves trailing spaces). ipvsadm sorts services by address family,
-protocol number, address and port, and real servers by address and port; its C
-comparator subtracts addresses as ``int`` (so a set spanning more than half
-the IPv4 space can come out rotated); here the plain numeric order is used.
-Connection counters are 0: nothing has connected yet.
+protocol number, address and port, and real servers by address and port
+(``ipvs_cmp_services``, ``ipvs_cmp_dests`` in libipvs), and it compares two
+addresses by subtracting them as 32-bit integers: the sign of the wrapped
+difference decides, so ``192.168.0.11`` sorts *before* ``10.96.0.10`` (their
+difference exceeds 2³¹). That comparison is reproduced here; it is a consistent
+order whenever the addresses of a listing fit in half the address space, as
+they do in every cluster of this course. Connection counters are 0: nothing
+has connected yet.
 
 >>> from kubenet_lab import Cluster
 >>> c = Cluster.load("scenarios/three-node-vxlan.yaml")
@@ -57,6 +61,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import cmp_to_key
 
 from ..addresses import IPAddress
 from ..errors import InvalidValue
@@ -202,8 +207,9 @@ class VirtualServer:
         """What the kernel keys virtual servers on."""
         return (self.protocol, str(self.address), self.port)
 
-    def sort_key(self) -> tuple:
-        return (self.address.version, _PROTOCOL_NUMBER[self.protocol], int(self.address), self.port)
+    def ipvsadm_order(self) -> tuple:
+        """What ``ipvs_cmp_services`` compares: address family, protocol number, address, port."""
+        return (self.address.version, _PROTOCOL_NUMBER[self.protocol], self.address, self.port)
 
     def __str__(self) -> str:
         """The service's lines of ``ipvsadm -Ln``."""
@@ -213,7 +219,7 @@ class VirtualServer:
         if self.persistent:
             line += f" persistent {self.persistent}"
         lines = [line]
-        for rs in sorted(self.real_servers, key=lambda r: (int(r.address), r.port)):
+        for rs in sorted(self.real_servers, key=cmp_to_key(_cmp_dests)):
             name = str(rs)[:28] if rs.address.version == 4 else str(rs)
             lines.append(f"  -> {name:<28} {'Masq':<7} {rs.weight:<6d} {0:<10d} {0:<10d}")
         return "\n".join(lines)
@@ -267,10 +273,35 @@ class IPVSRules:
         raise InvalidValue("IPVSRules", "virtual_servers", f"{key[0]} {key[1]}:{key[2]}", "is not a virtual server")
 
 
+def _c_address_cmp(a: IPAddress, b: IPAddress) -> int:
+    """libipvs' address comparison: ``ntohl(a) - ntohl(b)`` as a C ``int``, 32 bits at a time.
+
+    >>> _c_address_cmp(ipaddress.ip_address("192.168.0.11"), ipaddress.ip_address("10.96.0.10")) < 0
+    True
+    """
+    words = 1 if a.version == 4 else 4
+    x, y = int(a), int(b)
+    for i in reversed(range(words)):
+        r = ((((x >> (32 * i)) - (y >> (32 * i))) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+        if r:
+            return r
+    return 0
+
+
+def _cmp_services(v: VirtualServer, w: VirtualServer) -> int:
+    (fa, pa, aa, qa), (fb, pb, ab, qb) = v.ipvsadm_order(), w.ipvsadm_order()
+    return (fa - fb) or (pa - pb) or _c_address_cmp(aa, ab) or (qa - qb)
+
+
+def _cmp_dests(r: RealServer, s: RealServer) -> int:
+    return _c_address_cmp(r.address, s.address) or (r.port - s.port)
+
+
 def ipvsadm_list(virtual_servers: Iterable[VirtualServer]) -> str:
     """``ipvsadm -Ln``: the header, then every virtual server in ipvsadm's sort order."""
-    body = "".join(str(vs) + "\n" for vs in sorted(virtual_servers, key=VirtualServer.sort_key))
-    return IPVSADM_HEADER + body
+    ordered = sorted(sorted(virtual_servers, key=lambda vs: (vs.address.version, int(vs.address))),
+                     key=cmp_to_key(_cmp_services))
+    return IPVSADM_HEADER + "".join(str(vs) + "\n" for vs in ordered)
 
 
 def ipset_restore(ipsets: Iterable[IPSet]) -> str:
@@ -489,8 +520,9 @@ def walk_first_packet(rules: IPVSRules, src: str, dst: str, protocol: str, port:
     INPUT (priority 0: ``KUBE-IPVS-FILTER``, ``KUBE-PROXY-FIREWALL``, ``KUBE-NODE-PORT``,
     each jump prepended by kube-proxy so the last one ensured comes first), then IPVS at
     LOCAL_IN (priority ``NF_IP_PRI_NAT_SRC - 1``, after the filter, before source NAT):
-    one hash lookup of the virtual-server table, then ``rr`` picks the first real server
-    and the DNATed packet leaves through LOCAL_OUT (filter OUTPUT: ``KUBE-IPVS-OUT-FILTER``)
+    one hash lookup of the virtual-server table, then the scheduler picks a real server
+    (reported: the first in ipvsadm's order; ``rr`` really starts from the first one
+    kube-proxy added, in Go map order) and the DNATed packet leaves through LOCAL_OUT (filter OUTPUT: ``KUBE-IPVS-OUT-FILTER``)
     and nat POSTROUTING (``KUBE-POSTROUTING``); other packets go through filter FORWARD
     (``KUBE-PROXY-FIREWALL``, ``KUBE-FORWARD``) and nat POSTROUTING. Each base chain is
     assumed to hold only kube-proxy's jumps, as in the iptables walk.
@@ -604,7 +636,7 @@ def walk_first_packet(rules: IPVSRules, src: str, dst: str, protocol: str, port:
             vs = next((v for v in rules.virtual_servers if v.key == key), None)
             chosen[0] = vs
             if vs is not None and vs.real_servers:
-                real_server = sorted(vs.real_servers, key=lambda r: (int(r.address), r.port))[0]
+                real_server = sorted(vs.real_servers, key=cmp_to_key(_cmp_dests))[0]
                 verdict = hook("filter", "OUTPUT", ["KUBE-IPVS-OUT-FILTER"])
                 if verdict == "ACCEPT":
                     verdict = hook("nat", "POSTROUTING", ["KUBE-POSTROUTING"])

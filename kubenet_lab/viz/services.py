@@ -18,7 +18,9 @@ Three pictures for chapters 04 and 05, each computed by a pure function first:
 * :func:`rules_per_packet` generates kube-proxy's rules for clusters of 10 to
   thousands of Services in its three modes (iptables, nftables, IPVS) and walks
   one packet through each, counting the rules the kernel tries;
-  :func:`draw_rules_per_packet` plots the lines.
+  :func:`draw_rules_per_packet` plots the lines; :func:`draw_mode_costs` draws one
+  cluster size as bars, and :func:`rules_per_packet_explorer` puts a Services slider
+  in front of it (chapter 05).
 
 >>> from kubenet_lab import Cluster
 >>> c = Cluster.load("scenarios/three-node-vxlan.yaml")
@@ -52,7 +54,8 @@ if TYPE_CHECKING:
     from ..datapath.trace import Trace
 
 __all__ = ["chain_graph", "chain_layout", "path_edges", "draw_chain_graph", "simulate_connections",
-           "draw_load_balancing", "RulesPerPacket", "scaled_ruleset", "rules_per_packet", "draw_rules_per_packet"]
+           "draw_load_balancing", "RulesPerPacket", "scaled_ruleset", "rules_per_packet", "draw_rules_per_packet",
+           "draw_mode_costs", "rules_per_packet_explorer"]
 
 # Columns of the chain graph, left to right, by what a chain is.
 KIND_COLUMN = {"entry": 0, "filter": 0, "nodeports": 1, "verdict": 1, "firewall": 2, "external": 3, "service": 4,
@@ -496,3 +499,38 @@ def draw_rules_per_packet(rows: Iterable[RulesPerPacket] | None = None, ax=None,
     ax.set_title(title or "Cost of a new connection: iptables grows with the Services, nftables and IPVS do not")
     ax.legend(loc="upper left", fontsize=8)
     return ax
+
+
+MAX_EXPLORER_SERVICES = 3000
+
+
+def draw_mode_costs(row: RulesPerPacket, ax=None, *, title: str | None = None):
+    """One cluster size of :func:`rules_per_packet` as bars: rules a new connection meets in each mode."""
+    ax = new_axes(ax)
+    labels = ["iptables", "nftables", "IPVS"]
+    values = [row.to_last_service, row.nftables, row.ipvs]
+    bars = ax.bar(labels, values, color=[COLORS["highlight"], COLORS["service"], COLORS["pod"]])
+    for bar, value in zip(bars, values):
+        ax.annotate(f"{value:,}", (bar.get_x() + bar.get_width() / 2, value), textcoords="offset points",
+                    xytext=(0, 3), ha="center", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_ylabel("rules evaluated for the first packet (log scale)")
+    ax.set_title(title or f"{row.services:,} Services: the first packet to the last one")
+    return ax
+
+
+def rules_per_packet_explorer(services: int = 100):
+    """A slider of the number of Services, redrawing :func:`draw_mode_costs` for that cluster (chapter 05)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from .explorers import _wire
+
+    controls = {"services": widgets.IntSlider(value=services, min=10, max=MAX_EXPLORER_SERVICES, step=10,
+                                              description="Services", continuous_update=False)}
+
+    def show(services):
+        draw_mode_costs(rules_per_packet((services,))[0])
+        plt.show()
+
+    return _wire(show, controls, [["services"]])

@@ -344,3 +344,44 @@ def test_duplicate_router_ids_and_unknown_routers():
         fabric.session_down("a", "c")
     with pytest.raises(NotFound):
         fabric.link_down("a")
+
+
+# -- what the packet walk asks of a fabric ----------------------------------------------------
+
+def test_explain_names_the_best_path_and_its_ecmp_siblings():
+    c = racked()
+    fabric = Fabric.from_cluster(c, "per-rack-ebgp", services={"node-1": [SVC], "node-3": [SVC]})
+    fabric.converge()
+    # spine: the /32 via tor-1 [65001 64513] and via tor-2 [65002 64514]: equal length, the lower
+    # BGP Identifier (tor-1, 192.168.1.1) is best (RFC 4271 §9.1.2.2 f), both installed (multipath-relax)
+    assert fabric.explain("spine", SVC) == (
+        "BGP best path of spine for 10.96.0.10/32: from tor-1 (172.31.255.1), NEXT_HOP 172.31.255.1, "
+        "AS_PATH 65001 64513, lowest BGP Identifier; multipath with tor-2 (2 ECMP paths)")
+    with pytest.raises(NotFound):
+        fabric.explain("node-2", "10.99.0.0/16")
+
+
+def test_external_peers_may_be_named():
+    fabric = Fabric.from_cluster(flat(2), "full-mesh", external_peers=[("192.168.0.254", 65000, "edge")])
+    fabric.converge()
+    assert fabric.routes("edge") == ["10.244.0.0/24 via 192.168.0.11 dev eth0 proto bgp",
+                                     "10.244.1.0/24 via 192.168.0.12 dev eth0 proto bgp"]
+    with pytest.raises(InvalidValue, match="name"):
+        Fabric.from_cluster(flat(2), "full-mesh", external_peers=[("192.168.0.254",)])
+
+
+def test_load_balancer_vips_are_announced_by_default():
+    c = flat(3, load_balancer_pools=[{"name": "edge", "addresses": ["192.168.100.0/28"], "avoidBuggyIPs": True}])
+    c.add_pod("web-1", node="node-2", labels={"app": "web"})
+    c.add_pod("web-2", node="node-3", labels={"app": "web"})
+    c.add_service("web", selector={"app": "web"}, port=80, type="LoadBalancer")   # externalTrafficPolicy Cluster
+    c.add_service("web-local", selector={"app": "web"}, port=80, type="LoadBalancer",
+                  external_traffic_policy="Local")
+    fabric = Fabric.from_cluster(c, "full-mesh")
+    # avoidBuggyIPs skips 192.168.100.0: web gets .1, web-local .2; Cluster: every node announces .1
+    assert {str(p) for p in fabric.speaker("node-1").originated} == {str(pod_cidr(c, "node-1")), "192.168.100.1/32"}
+    fabric.converge()
+    # node-1 hosts no web pod: it learns .2 from node-2 and node-3 over iBGP, equal AS_PATHs (empty): ECMP
+    assert ("192.168.100.2 proto bird nexthop via 192.168.0.12 dev eth0 weight 1 "
+            "nexthop via 192.168.0.13 dev eth0 weight 1") in fabric.routes("node-1")
+    assert not any(r.startswith("192.168.100.1 ") for r in fabric.routes("node-1"))   # its own route wins

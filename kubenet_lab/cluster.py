@@ -54,6 +54,15 @@ IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 FIRST_NODE_HOST = 11
 
 
+def _allocate_for(obj: str, field: str, allocator, value: object):
+    """``allocator.allocate(value)``, a refusal re-raised against the field of ``obj`` that asked for
+    ``value``, as kube-apiserver reports a taken or out-of-range NodePort or ClusterIP."""
+    try:
+        return allocator.allocate(value)
+    except (InvalidValue, AlreadyExists) as exc:
+        raise type(exc)(obj, field, value, exc.expected, exc.upstream) from None
+
+
 def _check_name(kind: str, name: object, pattern: re.Pattern[str], limit: int) -> str:
     if not isinstance(name, str) or not pattern.match(name) or len(name) > limit:
         rule = "a lowercase RFC 1123 name" if pattern is _DNS_SUBDOMAIN else "a lowercase RFC 1035 label"
@@ -555,11 +564,13 @@ class Cluster:
         with _Transaction(steps) as change:
             cluster_ips = () if headless else self._allocate_cluster_ips(key, families, cluster_ip, change, obj)
             allocated_ports = [
-                replace(sp, node_port=change.touch(self.node_port_allocator).allocate(sp.node_port))
+                replace(sp, node_port=_allocate_for(obj, f"spec.ports[{i}].nodePort",
+                                                    change.touch(self.node_port_allocator), sp.node_port))
                 if needs_node_ports else sp
-                for sp in service_ports
+                for i, sp in enumerate(service_ports)
             ]
-            health_check = (change.touch(self.node_port_allocator).allocate(health_check_node_port)
+            health_check = (_allocate_for(obj, "spec.healthCheckNodePort", change.touch(self.node_port_allocator),
+                                          health_check_node_port)
                             if needs_health_check else None)
             if metallb:
                 ports = [(sp.protocol, sp.port) for sp in service_ports]
@@ -660,7 +671,7 @@ class Cluster:
             requested = wanted.get(version)
             if requested is None and key == "default/kubernetes":
                 requested = allocator.kubernetes_ip
-            ips.append(change.touch(allocator).allocate(requested))
+            ips.append(_allocate_for(obj, "spec.clusterIPs", change.touch(allocator), requested))
         return tuple(ips)
 
     def remove_service(self, name: str, namespace: str = "default") -> None:

@@ -223,8 +223,9 @@ def _endpoint_slice(obj: Mapping[str, Any]) -> EndpointSlice:
     name = _name(obj, "EndpointSlice")
     where = f"EndpointSlice {meta.get('namespace') or 'default'}/{name}"
     labels = meta.get("labels") or {}
-    if not labels.get(SERVICE_NAME):
-        raise ScenarioError(where, f"metadata.labels[{SERVICE_NAME}]", None, "must name the Service the slice belongs to")
+    # Without the label the slice belongs to no Service: kube-proxy's EndpointSliceCache logs "no
+    # kubernetes.io/service-name label set on endpoint slice" and ignores it, so it is kept with no Service
+    # (service "") and the kube-proxy model skips it with that warning.
     address_type = obj.get("addressType")
     if address_type not in ("IPv4", "IPv6", "FQDN"):
         raise InvalidValue(where, "addressType", address_type, "must be IPv4, IPv6 or FQDN")
@@ -242,7 +243,7 @@ def _endpoint_slice(obj: Mapping[str, Any]) -> EndpointSlice:
         ))
     ports = tuple(EndpointPort(port=p.get("port"), name=p.get("name"), protocol=p.get("protocol") or "TCP")
                   for p in obj.get("ports") or [])
-    return EndpointSlice(name=name, service=labels[SERVICE_NAME], namespace=meta.get("namespace") or "default",
+    return EndpointSlice(name=name, service=labels.get(SERVICE_NAME) or "", namespace=meta.get("namespace") or "default",
                          address_type=address_type, endpoints=tuple(endpoints), ports=ports,
                          managed_by=labels.get(MANAGED_BY, ""))
 

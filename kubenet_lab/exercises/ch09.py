@@ -1,7 +1,7 @@
 """Checkers for chapter 09, the capstone: "Design a data centre's cluster network".
 
 Each checker puts the learner's piece of the design into the brief's data
-centre (:data:`RACKS`, :data:`REQUIREMENTS`, the same as
+centre (:data:`RACK_SUBNETS`, :data:`REQUIREMENTS`, the same as
 ``scenarios/capstone-datacentre.yaml``) and runs the design review's own check
 on it (:mod:`kubenet_lab.design`); the hint quotes the review's evidence. No
 answer is stored: a piece passes when the review passes it.
@@ -23,7 +23,7 @@ from ..errors import KubenetLabError
 from ..network import API_VERSION, CNI_MODES, KIND, KUBE_PROXY_MODES, ClusterNetwork, Rack
 from . import passed, require
 
-__all__ = ["REQUIREMENTS", "RACKS", "UNDERLAY_MTU", "DRAFT", "racks", "design_network", "review",
+__all__ = ["REQUIREMENTS", "RACK_SUBNETS", "UNDERLAY_MTU", "DRAFT", "racks", "design_network", "review",
            "check_pod_plan", "check_service_cidr", "check_cni", "check_bgp_plan", "check_kube_proxy_mode",
            "check_capstone"]
 
@@ -36,9 +36,6 @@ REQUIREMENTS = Requirements(
 #: The data centre team's rack subnets, one ToR each; the ToRs' AS numbers are the learner's to choose.
 RACK_SUBNETS = {f"rack-{i}": f"10.20.{i}.0/26" for i in range(1, 5)}
 UNDERLAY_MTU = 1500
-#: The draft design of the scenario: the ranges a checker uses for the pieces it does not grade.
-DRAFT = {"podCIDRs": ["10.244.0.0/16"], "serviceCIDRs": ["10.96.0.0/12"], "nodeCIDRMaskSize": 26,
-         "cni": "calico-bgp", "kubeProxy": {"mode": "iptables"}, "bgp": {"design": "full-mesh", "asn": 64512}}
 # The MTU check walks a full-size packet across a smaller build of the data centre (two nodes a rack).
 SMALL = Requirements(nodes=8, pod_mtu=REQUIREMENTS.pod_mtu)
 
@@ -52,6 +49,14 @@ def racks(tor_asns: Mapping[str, int] | None = None) -> list[dict]:
             tor["asn"] = tor_asns[name]
         out.append({"name": name, "subnet": subnet, "tor": tor})
     return out
+
+
+#: The scenario's draft design (kubeadm's and Calico's defaults, a full mesh); checkers take from it the
+#: pieces they do not grade.
+DRAFT = {"podCIDRs": ["10.244.0.0/16"], "serviceCIDRs": ["10.96.0.0/12"], "nodeCIDRMaskSize": 26,
+         "cni": "calico-bgp", "ipam": "host-local", "kubeProxy": {"mode": "iptables"},
+         "underlay": {"mtu": UNDERLAY_MTU, "racks": racks({f"rack-{i}": 65000 + i for i in range(1, 5)})},
+         "bgp": {"design": "full-mesh", "asn": 64512}}
 
 
 def design_network(spec: Mapping, *, name: str = "capstone") -> ClusterNetwork:

@@ -336,7 +336,7 @@ def _service_object(service) -> dict[str, Any]:
 
 
 def _endpoint_slice_object(endpoint_slice: EndpointSlice) -> dict[str, Any]:
-    labels = {SERVICE_NAME: endpoint_slice.service}
+    labels = {SERVICE_NAME: endpoint_slice.service} if endpoint_slice.service else {}  # an unlabelled slice stays so
     if endpoint_slice.managed_by:
         labels[MANAGED_BY] = endpoint_slice.managed_by
     endpoints = []

@@ -156,3 +156,14 @@ def test_endpoint_slice_without_the_service_name_label_is_ignored_with_a_warning
     assert err.count("\n") == 1 and err.startswith("kubenet-lab: warning: EndpointSlice shop/ext-1: ")
     assert "'metadata.labels[kubernetes.io/service-name]'" in err
     assert "[no kubernetes.io/service-name label set on endpoint slice: ext-1]" in err
+
+
+def test_an_unlabelled_slice_round_trips_unlabelled(tmp_path):
+    from kubenet_lab.scenario import cluster_from_objects, cluster_to_objects
+
+    unlabelled = copy.deepcopy(SLICE)
+    del unlabelled["metadata"]["labels"]
+    cluster = cluster_from_objects(json.loads(scenario(SELECTORLESS, unlabelled))["items"])
+    written = [o for o in cluster_to_objects(cluster) if o["metadata"]["name"] == "ext-1"]
+    assert [o["metadata"].get("labels") for o in written] == [None]
+    assert cluster.kube_proxy("node-1").state(4).endpoints == {}

@@ -77,7 +77,8 @@ def test_malformed_json(tmp_path, capsys):
 
 def test_malformed_yaml(tmp_path, capsys):
     text = "apiVersion: v1\nkind: Service\nmetadata: {name: web\nspec: {}\n"  # the flow mapping is never closed
-    assert_refused(proxy_rules(tmp_path, capsys, text, ".yaml"), "scenario.yaml", "'line 4 column", "must be valid YAML")
+    assert_refused(proxy_rules(tmp_path, capsys, text, ".yaml"), "scenario.yaml", "'line 4 column",
+                   "must be valid YAML")
 
 
 def test_yaml_that_is_not_an_object(tmp_path, capsys):

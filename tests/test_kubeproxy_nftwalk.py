@@ -34,7 +34,6 @@ from kubenet_lab.kubeproxy.nftwalk import NftRuleset, numgen_kernel_probability
 from kubeproxy_upstream import (
     TEST_EXTERNAL_CLIENT,
     TEST_EXTERNAL_CLIENT_BLOCKED,
-    TEST_EXTERNAL_IP,
     TEST_NODE_IP,
     TEST_NODE_IP_ALT,
     TEST_NODE_IPS,
@@ -207,7 +206,8 @@ def test_external_traffic_policy_local():
         ("external to external IP hits only local endpoint, unmasqueraded", TEST_EXTERNAL_CLIENT, "192.168.99.11", 80,
          LOCAL, False),
         ("pod to LB IP hits only both endpoints, unmasqueraded", "10.0.0.2", "1.2.3.4", 80, BOTH, False),
-        ("external to LB IP hits only local endpoint, unmasqueraded", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, LOCAL, False),
+        ("external to LB IP hits only local endpoint, unmasqueraded", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80,
+         LOCAL, False),
         ("pod to NodePort hits both endpoints, unmasqueraded", "10.0.0.2", TEST_NODE_IP, 3001, BOTH, False),
         ("external to NodePort hits only local endpoint, unmasqueraded", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3001,
          LOCAL, False),

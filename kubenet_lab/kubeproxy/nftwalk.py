@@ -115,8 +115,8 @@ def numgen_kernel_probability(index: int, modulus: int) -> Fraction:
 
 @dataclass(eq=False)
 class NftRule:
-    """One line of the transaction that decided something: an ``add rule`` (``number`` counts from 1
-    within its chain, as ``nft -a list`` handles do not) or an ``add element`` of a verdict map.
+    """One line of the transaction that decided something: an ``add rule`` (``number`` is its position
+    in the chain, from 1; nft's own handles are numbered differently) or an ``add element`` of a verdict map.
 
     ``target`` names what it does, in the iptables walk's terms where they exist: the chain of a
     ``jump``/``goto`` (``mark-for-masquerade``), ``DNAT``, ``MASQUERADE``, ``ACCEPT``, ``DROP``,
@@ -129,7 +129,7 @@ class NftRule:
     text: str
     target: str | None = None
     comment: str | None = None
-    ops: tuple = ()
+    ops: tuple = field(default=(), repr=False)  # the compiled expressions, see _Parser
 
     def __str__(self) -> str:
         return self.text
@@ -516,8 +516,8 @@ class NftRuleset:
                 continue
             parsed = _ADD.match(line)
             if parsed is None:
-                raise InvalidValue("nft -f", f"line {number}", line, "must be an 'add table|chain|set|map|rule|element' "
-                                   "command")
+                raise InvalidValue("nft -f", f"line {number}", line,
+                                   "must be an 'add table|chain|set|map|rule|element' command")
             what, family, table_name, rest = parsed.groups()
             rest = rest or ""
             if what == "table":
@@ -525,7 +525,8 @@ class NftRuleset:
                 continue
             table = tables.get((family, table_name))
             if table is None:
-                raise InvalidValue("nft -f", f"line {number}", line, f"uses table {family} {table_name} before adding it")
+                raise InvalidValue("nft -f", f"line {number}", line,
+                                   f"uses table {family} {table_name} before adding it")
             name, _, body = rest.partition(" ")
             if what == "chain":
                 table.chains.setdefault(name, _chain(name, body, line, number))

@@ -52,12 +52,11 @@ which skips ``build``'s checks. Chapter 09 (the capstone) uses this module.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -400,24 +399,24 @@ def check_reachability(cluster: Cluster, requirements: Requirements, seed: int =
         return Check("reachability", False, "no two pods on different nodes to walk between")
     rng = random.Random(seed)
     chosen = rng.sample(pairs, min(requirements.sample, len(pairs)))
-    sources = sorted({src for src, _ in chosen})[: max(1, requirements.sample // 4)]
-    services = [s for s in cluster.services if s.cluster_ips and s.ports]
-    walker, note = cluster, ""
-    if services and cluster.network.kube_proxy_mode != "iptables":
-        # Only walks through iptables rules are modelled; every mode DNATs to the same endpoints.
-        walker = copy.copy(cluster)
-        walker.network = replace(cluster.network, kube_proxy_mode="iptables")
-        note = f" (through iptables rules: {cluster.network.kube_proxy_mode} walks are not modelled)"
     try:
         walks = [(src, dst, cluster.trace(src, dst)) for src, dst in chosen]
-        walks += [(src, s.key, walker.trace(src, s.key, proto=s.ports[0].protocol.lower(), dport=s.ports[0].port))
-                  for s in services for src in sources]
     except KubenetLabError as exc:
         return Check("reachability", False, f"the packet walk cannot run: {exc}")
+    sources = sorted({src for src, _ in chosen})[: max(1, requirements.sample // 4)]
+    services = [s for s in cluster.services if s.cluster_ips and s.ports]
+    note = ""
+    try:
+        walks += [(src, s.key, cluster.trace(src, s.key, proto=s.ports[0].protocol.lower(), dport=s.ports[0].port))
+                  for s in services for src in sources]
+    except KubenetLabError as exc:
+        # A Service datapath the walk does not model (IPVS, Cilium's eBPF) is a gap of the
+        # simulator, not of the design: say so, and judge the pod-to-pod walks alone.
+        note = f"; pod → ClusterIP not walked: {exc}"
     failed = [(src, dst, w) for src, dst, w in walks if w.outcome != "delivered"]
     to_pods, to_services = len(chosen), len(walks) - len(chosen)
     evidence = (f"{len(walks) - len(failed)} of {len(walks)} walks delivered ({to_pods} pod → pod of {len(pairs)} "
-                f"pairs, {to_services} pod → ClusterIP{note})")
+                f"pairs, {to_services} pod → ClusterIP){note}")
     if failed:
         src, dst, walk = failed[0]
         evidence += f"; first failure {src} → {dst}: {walk.outcome}, {walk.reason}"

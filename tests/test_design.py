@@ -242,3 +242,11 @@ def test_cli_design_check_exits_1_on_a_fail_and_0_on_a_pass(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "FAIL  bgp-sessions" in out and "PASS  mtu" in out
     assert kubenet_lab(["design-check", str(SCENARIOS / "two-rack-bgp.yaml")]) == 0
+
+
+def test_a_service_datapath_the_walk_does_not_model_is_noted_not_failed():
+    # Cilium balances Services in eBPF, which the packet walk does not model: the review judges the
+    # pod-to-pod walks and says why no ClusterIP was walked.
+    network = good_network(cni="cilium-vxlan", bgp_design="none", mtu=9000)
+    check = check_design(network, SIXTEEN).check("reachability")
+    assert check.passed and "0 pod → ClusterIP); pod → ClusterIP not walked:" in check.evidence

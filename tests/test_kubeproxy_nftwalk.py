@@ -5,10 +5,16 @@ Two independent sources of expected values:
 * kube-proxy's nftables ``proxier_test.go`` (kubernetes/kubernetes
   ``pkg/proxy/nftables/proxier_test.go`` at commit
   ``030880a5dc5449403c6d1f0aa146a7dc21d6c6dc``, the same v1.34-line file the generator is
-  checked against in ``test_kubeproxy_nftables.py``): its ``runPacketFlowTests`` cases are
-  ported below with their inputs and expected ``output``/``masq`` copied verbatim, and our
+  checked against in ``test_kubeproxy_nftables.py``): every ``runPacketFlowTests`` case of
+  that file (TestNoEndpointsReject, TestClusterIPGeneral, TestLoadBalancer, TestNodePorts,
+  TestExternalTrafficPolicyLocal/Cluster, TestInternalTrafficPolicy,
+  TestTerminatingEndpointsTrafficPolicyLocal/Cluster, TestInternalExternalMasquerade) is
+  ported below with its inputs and expected ``output``/``masq`` copied verbatim, and our
   walk must give them in ``tracePacket``'s terms (DNAT destinations of every branch in
-  ``numgen`` order, ``DROP``/``REJECT``, or ``""``; masquerade if any branch is marked);
+  ``numgen`` order, ``DROP``/``REJECT``, or ``""``; masquerade if any branch is marked).
+  Unlike upstream's tracer, which reads rules with regexps and skips filter-input, the
+  walk runs every base chain the kernel would, so node-originated packets take the
+  output hooks;
 * the iptables walk over kube-proxy's iptables ruleset for the same objects: the two modes
   implement one Service model, so for flows both modes handle alike (ClusterIPs, NodePorts
   on the node's primary IP, externalIPs, LoadBalancer IPs) the DNAT targets, the masquerade
@@ -251,6 +257,138 @@ def test_internal_traffic_policy(name):
                               [endpoint_port("", 80)])
     run_packet_flow_tests(sync([svc], [eps]), [("pod to ClusterIP", "10.0.0.2", "172.30.1.1", 80, output, False)])
     run_packet_flow_tests(sync([svc], []), [("endpoints deleted", "10.0.0.2", "172.30.1.1", 80, "REJECT", False)])
+
+
+def terminating_service(policy: str):
+    # TestTerminatingEndpointsTrafficPolicyLocal / ...Cluster: an unnamed port, LB IP 1.2.3.4, no NodePort
+    return make_service("ns1", "svc1", "172.30.1.1", [port("", 80)], type="LoadBalancer",
+                        external_traffic_policy=policy, load_balancer_ips=["1.2.3.4"])
+
+
+R, T, GONE = dict(ready=True, serving=True, terminating=False), dict(ready=False, serving=True, terminating=True), \
+    dict(ready=False, serving=False, terminating=True)  # ready; serving but terminating; neither
+# (policy, case): endpoints (ip, node, conditions), pod-to-ClusterIP output, external-to-LB (output, masq)
+TERMINATING_CASES = {
+    ("Local", "ready endpoints exist"): (
+        [("10.0.1.1", TEST_NODE_NAME, R), ("10.0.1.2", TEST_NODE_NAME, R), ("10.0.1.3", TEST_NODE_NAME, T),
+         ("10.0.1.4", TEST_NODE_NAME, GONE), ("10.0.1.5", "node-1", R)],
+        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80", ("10.0.1.1:80, 10.0.1.2:80", False)),
+    ("Local", "only terminating endpoints exist"): (
+        [("10.0.1.2", TEST_NODE_NAME, T), ("10.0.1.3", TEST_NODE_NAME, T), ("10.0.1.4", TEST_NODE_NAME, GONE),
+         ("10.0.1.5", "node-1", R)],
+        "10.0.1.5:80", ("10.0.1.2:80, 10.0.1.3:80", False)),
+    ("Local", "terminating endpoints on remote node"): (
+        [("10.0.1.5", "node-1", T)], "10.0.1.5:80", ("DROP", False)),
+    ("Local", "no usable endpoints on any node"): (
+        [("10.0.1.5", TEST_NODE_NAME, GONE), ("10.0.1.5", "node-1", GONE)], "REJECT", ("REJECT", False)),
+    ("Cluster", "ready endpoints exist"): (
+        [("10.0.1.1", TEST_NODE_NAME, R), ("10.0.1.2", TEST_NODE_NAME, R), ("10.0.1.3", "another-node", T),
+         ("10.0.1.4", "another-node", GONE), ("10.0.1.5", "another-node", R)],
+        "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80", ("10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80", True)),
+    ("Cluster", "only terminating endpoints exist"): (
+        [("10.0.1.2", TEST_NODE_NAME, T), ("10.0.1.3", TEST_NODE_NAME, T), ("10.0.1.4", "another-node", GONE),
+         ("10.0.1.5", "another-node", T)],
+        "10.0.1.2:80, 10.0.1.3:80, 10.0.1.5:80", ("10.0.1.2:80, 10.0.1.3:80, 10.0.1.5:80", True)),
+    ("Cluster", "terminating endpoints on remote node"): (
+        [("10.0.1.5", "node-1", T)], "10.0.1.5:80", ("10.0.1.5:80", True)),
+    ("Cluster", "no usable endpoints on any node"): (
+        [("10.0.1.5", TEST_NODE_NAME, GONE), ("10.0.1.5", "node-1", GONE)], "REJECT", ("REJECT", False)),
+}
+
+
+@pytest.mark.parametrize("policy, case", list(TERMINATING_CASES), ids=[f"{p}-{c}" for p, c in TERMINATING_CASES])
+def test_terminating_endpoints(policy, case):
+    # TestTerminatingEndpointsTrafficPolicyLocal and TestTerminatingEndpointsTrafficPolicyCluster
+    endpoints, to_cluster_ip, (to_lb, lb_masq) = TERMINATING_CASES[(policy, case)]
+    svc = terminating_service(policy)
+    eps = make_endpoint_slice("ns1", "svc1", 1, [endpoint(a, n, **c) for a, n, c in endpoints], [endpoint_port("", 80)])
+    run_packet_flow_tests(sync([svc], [eps]), [
+        ("pod to clusterIP", "10.0.0.2", "172.30.1.1", 80, to_cluster_ip, False),
+        ("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, to_lb, lb_masq),
+    ])
+    run_packet_flow_tests(sync([svc], []), [
+        ("pod to clusterIP after endpoints deleted", "10.0.0.2", "172.30.1.1", 80, "REJECT", False),
+        ("external to LB after endpoints deleted", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, "REJECT", False),
+    ])
+
+
+def internal_external_objects():
+    # TestInternalExternalMasquerade's setupTest
+    svcs = [make_service("ns1", "svc1", "172.30.0.41", [port("p80", 80, node_port=3001)], type="LoadBalancer",
+                         load_balancer_ips=["1.2.3.4"]),
+            make_service("ns2", "svc2", "172.30.0.42", [port("p80", 80, node_port=3002)], type="LoadBalancer",
+                         external_traffic_policy="Local", load_balancer_ips=["5.6.7.8"]),
+            make_service("ns3", "svc3", "172.30.0.43", [port("p80", 80, node_port=3003)], type="LoadBalancer",
+                         internal_traffic_policy="Local", load_balancer_ips=["9.10.11.12"])]
+    slices = [make_endpoint_slice(f"ns{i}", f"svc{i}", 1, [endpoint(f"10.180.0.{i}", TEST_NODE_NAME),
+                                                            endpoint(f"10.180.1.{i}", "remote")],
+                                  [endpoint_port("p80", 80)]) for i in (1, 2, 3)]
+    return svcs, slices
+
+
+E1, E2, E3 = "10.180.0.1:80, 10.180.1.1:80", "10.180.0.2:80, 10.180.1.2:80", "10.180.0.3:80, 10.180.1.3:80"
+INTERNAL_EXTERNAL_FLOWS = [  # verbatim, including "node to NodePort with eTP:Local" aimed at svc1's 3001
+    ("pod to ClusterIP", "10.0.0.2", "172.30.0.41", 80, E1, False),
+    ("pod to NodePort", "10.0.0.2", TEST_NODE_IP, 3001, E1, True),
+    ("pod to LB", "10.0.0.2", "1.2.3.4", 80, E1, True),
+    ("node to ClusterIP", TEST_NODE_IP, "172.30.0.41", 80, E1, True),
+    ("node to NodePort", TEST_NODE_IP, TEST_NODE_IP, 3001, E1, True),
+    ("node to LB", TEST_NODE_IP, "1.2.3.4", 80, E1, True),
+    ("external to ClusterIP", TEST_EXTERNAL_CLIENT, "172.30.0.41", 80, E1, True),
+    ("external to NodePort", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3001, E1, True),
+    ("external to LB", TEST_EXTERNAL_CLIENT, "1.2.3.4", 80, E1, True),
+    ("pod to ClusterIP with eTP:Local", "10.0.0.2", "172.30.0.42", 80, E2, False),
+    ("pod to NodePort with eTP:Local", "10.0.0.2", TEST_NODE_IP, 3002, E2, False),
+    ("pod to LB with eTP:Local", "10.0.0.2", "5.6.7.8", 80, E2, False),
+    ("node to ClusterIP with eTP:Local", TEST_NODE_IP, "172.30.0.42", 80, E2, True),
+    ("node to NodePort with eTP:Local", TEST_NODE_IP, TEST_NODE_IP, 3001, E1, True),
+    ("node to LB with eTP:Local", TEST_NODE_IP, "5.6.7.8", 80, E2, True),
+    ("external to ClusterIP with eTP:Local", TEST_EXTERNAL_CLIENT, "172.30.0.42", 80, E2, True),
+    ("external to NodePort with eTP:Local", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3002, "10.180.0.2:80", False),
+    ("external to LB with eTP:Local", TEST_EXTERNAL_CLIENT, "5.6.7.8", 80, "10.180.0.2:80", False),
+    ("pod to ClusterIP with iTP:Local", "10.0.0.2", "172.30.0.43", 80, "10.180.0.3:80", False),
+    ("pod to NodePort with iTP:Local", "10.0.0.2", TEST_NODE_IP, 3003, E3, True),
+    ("pod to LB with iTP:Local", "10.0.0.2", "9.10.11.12", 80, E3, True),
+    ("node to ClusterIP with iTP:Local", TEST_NODE_IP, "172.30.0.43", 80, "10.180.0.3:80", True),
+    ("node to NodePort with iTP:Local", TEST_NODE_IP, TEST_NODE_IP, 3003, E3, True),
+    ("node to LB with iTP:Local", TEST_NODE_IP, "9.10.11.12", 80, E3, True),
+    ("external to ClusterIP with iTP:Local", TEST_EXTERNAL_CLIENT, "172.30.0.43", 80, "10.180.0.3:80", True),
+    ("external to NodePort with iTP:Local", TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3003, E3, True),
+    ("external to LB with iTP:Local", TEST_EXTERNAL_CLIENT, "9.10.11.12", 80, E3, True),
+]
+NO_DETECTOR = {  # "no LocalTrafficDetector": ClusterIP traffic counts as pod traffic; no pod short-circuit
+    "node to ClusterIP": {"masq": False}, "node to ClusterIP with eTP:Local": {"masq": False},
+    "node to ClusterIP with iTP:Local": {"masq": False}, "external to ClusterIP": {"masq": False},
+    "external to ClusterIP with eTP:Local": {"masq": False}, "external to ClusterIP with iTP:Local": {"masq": False},
+    "pod to NodePort with eTP:Local": {"output": "10.180.0.2:80"},
+    "pod to LB with eTP:Local": {"output": "10.180.0.2:80"},
+}
+MASQUERADE_ALL = {"pod to ClusterIP": {"masq": True}, "pod to ClusterIP with eTP:Local": {"masq": True},
+                  "pod to ClusterIP with iTP:Local": {"masq": True}}
+INTERNAL_EXTERNAL_CASES = {  # masqueradeAll, localDetector, overrides
+    "base": (False, True, {}),
+    "no LocalTrafficDetector": (False, False, NO_DETECTOR),
+    "masqueradeAll": (True, True, MASQUERADE_ALL),
+    "masqueradeAll, no LocalTrafficDetector": (True, False, {
+        **MASQUERADE_ALL, **{k: v for k, v in NO_DETECTOR.items() if "output" in v}}),
+}
+
+
+@pytest.mark.parametrize("name", list(INTERNAL_EXTERNAL_CASES))
+def test_internal_external_masquerade(name):
+    # TestInternalExternalMasquerade
+    masquerade_all, local_detector, overrides = INTERNAL_EXTERNAL_CASES[name]
+    settings = fake_proxier_settings(node_ips=(TEST_NODE_IP, TEST_NODE_IPV6),
+                                     nodeport_addresses=(f"{TEST_NODE_IP}/32", f"{TEST_NODE_IPV6}/128"),
+                                     masquerade_all=masquerade_all,
+                                     cluster_cidrs=("10.0.0.0/8",) if local_detector else ())
+    rules = nft_ruleset(*internal_external_objects(), settings, service_cidrs=SERVICE_CIDRS[4])
+    flows = []
+    for name_, source, dest, dport, output, masq in INTERNAL_EXTERNAL_FLOWS:
+        change = overrides.get(name_, {})
+        flows.append((name_, source, dest, dport, change.get("output", output), change.get("masq", masq)))
+    assert set(overrides) <= {f[0] for f in INTERNAL_EXTERNAL_FLOWS}
+    run_packet_flow_tests(rules, flows)
 
 
 # -- exact odds, affinity, counting ------------------------------------------------------------------

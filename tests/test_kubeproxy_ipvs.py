@@ -445,8 +445,9 @@ def netns():
 @pytest.mark.skipif(_kernel_missing() is not None, reason=_kernel_missing() or "")
 @pytest.mark.parametrize("scenario", ["three-node-vxlan.yaml", "dual-stack.yaml"])
 def test_kernel_loads_the_ipsets_and_accepts_the_glue(netns, scenario):
-    """ipset restore takes every set; ipset save lists the same entries; iptables-restore --test
-    accepts the glue once the sets exist (-m set needs them)."""
+    """ipset restore takes every set; ipset save lists the same entries; iptables-restore loads the
+    glue with kube-proxy's flags once the sets exist (-m set needs them), and iptables-save lists
+    every rule back."""
     proxy = KubeProxy(Cluster.load(ROOT / "scenarios" / scenario), "node-1")
     for family in proxy.cluster.network.families:
         rules = proxy.ipvs_rules(family)
@@ -455,9 +456,28 @@ def test_kernel_loads_the_ipsets_and_accepts_the_glue(netns, scenario):
         saved = _run(["ip", "netns", "exec", netns, "ipset", "save"]).stdout
         for s in rules.ipsets:
             assert {f"add {s.name} {e}" for e in s.entries} <= set(saved.splitlines())
-        tool = "iptables-restore" if family == 4 else "ip6tables-restore"
-        tested = _run(["ip", "netns", "exec", netns, tool, "--noflush", "--test"], rules.iptables_restore)
-        assert tested.returncode == 0, tested.stderr
+        tool = "iptables" if family == 4 else "ip6tables"
+        loaded = _run(["ip", "netns", "exec", netns, f"{tool}-restore", "--noflush", "--counters"], rules.iptables_restore)
+        assert loaded.returncode == 0, loaded.stderr
+        saved_rules = _run(["ip", "netns", "exec", netns, f"{tool}-save"]).stdout
+        written = [line for line in rules.iptables_restore.splitlines() if line.startswith("-A ")]
+        assert len([line for line in saved_rules.splitlines() if line.startswith("-A KUBE-")]) == len(written)
+
+
+@pytest.mark.skipif(_kernel_missing() is not None, reason=_kernel_missing() or "")
+def test_kernel_accepts_the_external_ip_and_source_range_glue(netns):
+    """The rarer matches: -m physdev and addrtype (externalIPs), hash:ip,port,net (source ranges) and
+    -m ipvs (KUBE-IPVS-OUT-FILTER), with TestAcceptIPVSTraffic's and TestLoadBalancerSourceRanges' inputs.
+    --test only: -m ipvs needs the ip_vs module to load for real."""
+    services = [make_service("ns1", "svc1", "10.20.30.40", [port("p80", 80, node_port=80)], external_ips=["5.6.7.8"]),
+                make_service("ns1", "svc2", "10.20.30.41", [port("p80", 80)], type="LoadBalancer",
+                             load_balancer_ips=["1.2.3.4"], load_balancer_source_ranges=["10.0.0.0/8"])]
+    rules = sync(services, [svc1_slice()], interface_addresses=("100.101.102.103",))
+    assert "-m physdev" in rules.iptables_restore and "-m ipvs" in rules.iptables_restore
+    loaded = _run(["ip", "netns", "exec", netns, "ipset", "restore"], ipset_restore(rules.ipsets))
+    assert loaded.returncode == 0, loaded.stderr
+    tested = _run(["ip", "netns", "exec", netns, "iptables-restore", "--noflush", "--test"], rules.iptables_restore)
+    assert tested.returncode == 0, tested.stderr
 
 
 @pytest.mark.skipif(not Path("/proc/net/ip_vs").exists(), reason="needs the ip_vs kernel module (/proc/net/ip_vs absent)")
@@ -512,3 +532,13 @@ def test_ipvsadm_compares_addresses_as_wrapped_32_bit_differences():
     rules = sync([svc1_nodeport()], [svc1_slice()], interface_addresses=("192.168.0.11",))
     services = [line for line in ipvsadm_list(rules.virtual_servers).splitlines()[3:] if not line.startswith("  ")]
     assert services == ["TCP  192.168.0.11:3001 rr", "TCP  10.20.30.41:80 rr"]
+
+
+def test_nodeports_listen_on_every_local_address_of_a_cluster_node():
+    """GetAllLocalAddressesExcept(kube-ipvs0): on a flannel node that is eth0, cni0 and flannel.1;
+    loopback is left out (TestGetNodeIPs case 0)."""
+    c = Cluster.load(ROOT / "scenarios/three-node-vxlan.yaml")
+    addresses = {a.split("/")[0] for link in c.host("node-1").links for a in link.addresses}
+    rules = KubeProxy(c, "node-1").ipvs_rules()
+    nodeport = {str(vs.address) for vs in rules.virtual_servers if vs.kind == "node port"}
+    assert nodeport == addresses and {"192.168.0.11", "10.244.0.1"} <= nodeport

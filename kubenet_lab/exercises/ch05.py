@@ -56,10 +56,10 @@ def check_ipvs_node_2(answer: object) -> None:
             f"Give a dict with the keys {sorted(expected)}, not {answer!r}.")
     require("05.1", answer["kube-ipvs0 addresses"] == expected["kube-ipvs0 addresses"],
             "kube-ipvs0 holds each ClusterIP once, however many ports the Service has; the node's own "
-            "address (where NodePorts listen) is already on eth0.")
+            "addresses (where NodePorts listen) are already on its other interfaces.")
     require("05.1", answer["virtual servers"] == expected["virtual servers"],
             "One virtual server per ClusterIP, port and protocol (53/UDP and 53/TCP are two), plus one per "
-            "node address for each NodePort.")
+            "local address of the node (eth0, cni0, flannel.1) for each NodePort.")
     passed("05.1", "node-2's virtual-server table")
 
 

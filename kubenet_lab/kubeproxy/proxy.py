@@ -66,8 +66,17 @@ class KubeProxy:
         return sync_nftables_rules(self.state(family), settings, self.cluster.network.service_cidrs)
 
     def ipvs_rules(self, family: int | None = None, scheduler: str = DEFAULT_SCHEDULER) -> IPVSRules:
-        """What kube-proxy's IPVS mode programs for ``family``: virtual servers, ``kube-ipvs0``, ipsets, glue."""
-        return sync_ipvs_rules(self.state(family), self.settings, scheduler)
+        """What kube-proxy's IPVS mode programs for ``family``: virtual servers, ``kube-ipvs0``, ipsets, glue.
+
+        IPVS mode puts NodePorts on every local address, so unless ``interface_addresses`` was
+        given they are the node's own, as ``ip addr`` lists them (``cni0``, ``flannel.1``... too).
+        """
+        settings = self.settings
+        if settings.interface_addresses is None:
+            links = self.cluster.host(self.node).links
+            found = ("127.0.0.1", "::1", *(a.split("/")[0] for link in links for a in link.addresses))
+            settings = replace(settings, interface_addresses=found)
+        return sync_ipvs_rules(self.state(family), settings, scheduler)
 
     def ipvsadm_ln(self, scheduler: str = DEFAULT_SCHEDULER) -> str:
         """``ipvsadm -Ln`` on this node in IPVS mode: the virtual servers of every family of the cluster."""

@@ -44,6 +44,21 @@ def test_plan_targets_only_lab_namespaces_and_speaks_iproute2():
     assert pod[-1].endswith("route replace default via 10.244.0.1 dev eth0")
 
 
+def test_kube_proxy_rules_load_as_each_mode_loads_them():
+    c = cluster(kube_proxy_mode="nftables")
+    c.add_service("web", selector={"app": "web"}, port=80)
+    rules = {n.name: c.kube_proxy(n.name).nft_ruleset(4) for n in c.nodes}
+    loads = [x for x in plan(c.topology(), "knl0a1b2c", rules, proxy_mode="nftables") if x.stdin in rules.values()]
+    # kube-proxy's nftables mode writes one transaction per sync to `nft -f` (proxier.go, nftables
+    # mode); its table's base chains hook themselves in, so no iptables jumps are added
+    assert [x.argv[3:] for x in loads] == [("knl0a1b2c-n-node-1", "nft", "-f", "-"),
+                                           ("knl0a1b2c-n-node-2", "nft", "-f", "-"),
+                                           ("knl0a1b2c-n-node-3", "nft", "-f", "-")]
+    assert all(x.stdin.startswith("add table ip kube-proxy") for x in loads)
+    iptables = [x for x in plan(c.topology(), "knl0a1b2c", rules, proxy_mode="nftables") if "iptables-restore" in x.argv]
+    assert all("KUBE-" not in (x.stdin or "") for x in iptables)
+
+
 def test_lab_refuses_to_run_anything_outside_its_prefix():
     from kubenet_lab.kernel.plan import Command
 

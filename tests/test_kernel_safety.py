@@ -4,6 +4,8 @@
   and the sysctls a lab could plausibly change are identical before and after a full lab run
   (kube-proxy rules, echo servers, probes);
 * a lab killed with SIGTERM in the middle of its set-up removes everything it had created;
+* a BGP-routed lab killed with SIGTERM once up stops its BIRDs (by pid) and removes its run
+  directory, and BIRD's kernel protocol wrote no route outside the lab's namespaces;
 * without root the API explains why it cannot run and what to do.
 """
 
@@ -94,6 +96,44 @@ def test_a_lab_killed_mid_setup_removes_what_it_made(tmp_path):
     assert lab.returncode != 0, "the lab finished before it could be interrupted"
     left = {n for n in _run("ip", "netns", "list").split() if re.match(r"^knl[0-9a-f]{6}-", n)} - existing
     assert not left, f"left behind: {sorted(left)[:5]}"
+
+
+_HOLD_UP = """
+import sys, time
+from kubenet_lab import Cluster
+from kubenet_lab.kernel import KernelLab
+lab = KernelLab(Cluster.load(sys.argv[1]))
+lab.up()
+print(lab.prefix, flush=True)
+time.sleep(60)
+"""
+
+
+@root_only
+def test_a_bgp_lab_killed_while_up_stops_its_birds():
+    from kubenet_lab.kernel.lab import run_dir
+
+    before = host_state()
+    lab = subprocess.Popen([sys.executable, "-c", _HOLD_UP, str(ROOT / "scenarios" / "two-rack-bgp.yaml")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        prefix = lab.stdout.readline().strip()
+        assert prefix, lab.stderr.read()
+        pids = [int(p.read_text()) for p in run_dir(prefix).glob("*.pid")]
+        assert len(pids) == 7  # 4 nodes, 2 ToRs, the spine
+        during = host_state()
+        lab.send_signal(signal.SIGTERM)
+        lab.wait(timeout=30)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    assert lab.returncode != 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "a BIRD outlived its lab"
+    assert not run_dir(prefix).exists()
+    assert prefix not in _run("ip", "netns", "list")
+    for key in ("routes", "links", "addresses", "listening"):
+        assert during[key] == before[key] == host_state()[key], f"the host's {key} changed"
 
 
 def test_without_root_the_lab_says_why_and_what_to_do(monkeypatch):

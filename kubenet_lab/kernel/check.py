@@ -138,7 +138,8 @@ def _iptables_twin(cluster: Cluster) -> Cluster:
 def random_cluster(seed: int) -> Cluster:
     """A seeded random scenario: 2-5 nodes (in racks or not), 1-4 pods per node, 1-5 Services with
     0-4 endpoints, some NodePort, some externalTrafficPolicy Local, a CNI the lab can build;
-    kube-proxy in iptables mode for even seeds, nftables mode for odd ones."""
+    kube-proxy in iptables mode for even seeds, nftables mode for odd ones; with Calico BGP, the
+    BGP design (BIRD in every router) or none (routes installed as BIRD would) by the seed."""
     from ..cluster import Cluster
 
     rng = random.Random(seed)
@@ -148,10 +149,14 @@ def random_cluster(seed: int) -> Cluster:
     if rng.random() < 0.5:
         racks = [{"name": f"rack-{i + 1}", "subnet": f"192.168.{i + 1}.0/24", "tor": {"name": f"tor-{i + 1}"}}
                  for i in range(2)]
+    design = "none"
+    if cni == "calico-bgp":
+        design = ("none", "full-mesh", "route-reflectors", "per-rack-ebgp")[seed // 2 % 4]
+        design = "full-mesh" if design == "per-rack-ebgp" and not racks else design
     cluster = Cluster(pod_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16", cni=cni,
                       ipam="calico" if cni.startswith("calico") else "host-local", racks=racks,
                       same_subnet_direct=bool(racks) and cni == "flannel-vxlan" and rng.random() < 0.5,
-                      kube_proxy_mode=("iptables", "nftables")[seed % 2], name=f"random-{seed}")
+                      kube_proxy_mode=("iptables", "nftables")[seed % 2], bgp_design=design, name=f"random-{seed}")
     for i in range(nodes):
         cluster.add_node(f"node-{i + 1}", rack=f"rack-{i % 2 + 1}" if racks else None)
     apps = [f"app{i}" for i in range(rng.randint(1, 5))]

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubenet_lab import Cluster
+from kubenet_lab.datapath.trace import kube_proxy_rules
 from kubenet_lab.errors import InvalidValue
 from kubenet_lab.kubeproxy import iptables_restore, nft_ruleset
 from kubenet_lab.kubeproxy.netfilter import Flow, Ruleset
@@ -704,3 +705,21 @@ def test_trace_local_policy_nodeport(nft_lab):
     dropped = nft_lab.trace("node-1", node3, proto="tcp", dport=30090)  # node-3 has no web pod
     assert dropped.outcome == "dropped" and dropped.hops[-1].namespace == "node-3"
     assert dropped.hops[-1].decided_by.startswith("add element ip kube-proxy no-endpoint-nodeports { tcp . 30090 ")
+
+
+def test_dual_stack_node_walks_each_family_through_its_own_table():
+    c = Cluster(pod_cidr=["10.244.0.0/16", "fd00:10::/56"], service_cidr=["10.96.0.0/12", "fd00:96::/112"],
+                kube_proxy_mode="nftables")
+    c.add_node("node-1")
+    c.add_node("node-2")
+    c.add_pod("client", node="node-1")
+    backend = c.add_pod("w", node="node-2", labels={"app": "w"})
+    svc = c.add_service("web", selector={"app": "w"}, port=80, ip_family_policy="PreferDualStack")
+    rules = kube_proxy_rules(c, c.topology(), "node-1")
+    assert [(t.family, t.name) for t in rules.tables] == [("ip", "kube-proxy"), ("ip6", "kube-proxy")]
+    v4, v6 = svc.cluster_ips
+    walks = {ip.version: rules.walk(Flow(c.pod("client").ips[ip.version == 6], ip, "tcp", 80, in_interface="cni0"),
+                                    local=[c.node("node-1").ip]) for ip in (v4, v6)}
+    assert walks[4].dnat == f"{backend.ips[0]}:80" and walks[6].dnat == f"[{backend.ips[1]}]:80"
+    assert all(s.rule.table == "ip6 kube-proxy" for s in walks[6].steps)
+    assert c.trace("client", "web", proto="tcp", dport=80).service_choice.chosen == f"{backend.ips[0]}:80"

@@ -5,7 +5,7 @@ kernel's L4 load balancer (IPVS, the Linux Virtual Server) instead, exactly as
 an F5 or an LVS director is configured:
 
 * one **virtual server** per VIP:port:protocol (every ClusterIP, externalIP,
-  LoadBalancer ingress IP, and every node address for a NodePort) with the
+  LoadBalancer ingress IP, and every local address of the node for a NodePort) with the
   scheduler ``rr`` (``--ipvs-scheduler``), ``persistent <timeout>`` for
   ``sessionAffinity: ClientIP``;
 * under it one **real server** per chosen endpoint, forwarding method ``Masq``
@@ -44,14 +44,22 @@ order whenever the addresses of a listing fit in half the address space, as
 they do in every cluster of this course. Connection counters are 0: nothing
 has connected yet.
 
+:func:`sync_ipvs_rules` returns all four as an :class:`IPVSRules`; :func:`ipvsadm_list`
+and :func:`ipset_restore` print them; :func:`walk_first_packet` follows one packet
+through them; :func:`graceful_termination` shows a departing endpoint draining.
+
 >>> from kubenet_lab import Cluster
->>> c = Cluster.load("scenarios/three-node-vxlan.yaml")
 >>> from kubenet_lab.kubeproxy import KubeProxy
+>>> c = Cluster.load("scenarios/three-node-vxlan.yaml")
 >>> listing = KubeProxy(c, "node-1").ipvsadm_ln()
->>> print("\\n".join(line.rstrip() for line in listing.splitlines()[:3]))
+>>> print("\\n".join(line.rstrip() for line in listing.splitlines()[:7]))
 IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.168.0.11:30080 rr
+  -> 10.244.0.2:8080              Masq    1      0          0
+  -> 10.244.1.2:8080              Masq    1      0          0
+  -> 10.244.2.2:8080              Masq    1      0          0
 
 Introduced in chapter 05 (kube-proxy modes).
 """

@@ -71,7 +71,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Requirements", "Check", "DesignReport", "check_design", "sample_cluster", "load",
            "check_address_plan", "check_pod_capacity", "check_service_capacity", "check_rack_capacity",
-           "check_mtu", "check_bgp", "check_reachability", "check_kube_proxy", "CHECKS",
+           "check_mtu", "check_bgp", "check_reachability", "check_kube_proxy", "node_mask_table",
+           "iptables_rules_per_packet", "CHECKS",
            "DEFAULT_MAX_PODS", "DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_RULES", "REQUIREMENTS_KIND"]
 
 #: kubelet's default ``--max-pods`` (KubeletConfiguration ``maxPods``).
@@ -296,6 +297,34 @@ def check_pod_capacity(network: ClusterNetwork, requirements: Requirements) -> C
             parts.append(str(exc))
         ok = ok and fits
     return Check("pod-capacity", ok, "; ".join(parts))
+
+
+def node_mask_table(cluster_cidr: object, requirements: Requirements, masks: range | None = None) -> Table:
+    """The node-mask trade-off of one cluster CIDR (host-local IPAM): for each ``--node-cidr-mask-size``,
+    the podCIDRs kube-controller-manager can hand out (nodes), the pod IPs host-local gives each, and
+    whether ``requirements`` (nodes × pods per node) fit. ``masks`` defaults to the cluster's prefix
+    and the eight lengths after it (at most /30).
+
+    >>> print(node_mask_table("10.64.0.0/16", Requirements(nodes=64), range(24, 27)).text())
+    10.64.0.0/16 cut at each node mask, for 64 nodes of 110 pods
+    NODE MASK  NODES (podCIDRs)  PODS PER NODE  FITS
+    /24        256               253            yes
+    /25        512               125            yes
+    /26        1,024             61             no
+    """
+    from .ipam import HostLocal, NodeCIDRAllocator
+
+    cidr = parse_network(cluster_cidr, obj="node_mask_table", field="cluster_cidr")
+    if masks is None:
+        masks = range(cidr.prefixlen, min(cidr.prefixlen + 9, cidr.max_prefixlen - 1))
+    rows = []
+    for mask in masks:
+        allocator = NodeCIDRAllocator(cidr, mask)
+        pods = HostLocal(allocator.cidr_at(0)).size
+        fits = allocator.size >= requirements.nodes and pods >= requirements.pods_per_node
+        rows.append((f"/{mask}", f"{allocator.size:,}", f"{pods:,}", "yes" if fits else "no"))
+    return Table(f"{cidr} cut at each node mask, for {requirements.nodes} nodes of {requirements.pods_per_node} pods",
+                 ("NODE MASK", "NODES (podCIDRs)", "PODS PER NODE", "FITS"), tuple(rows))
 
 
 def check_service_capacity(network: ClusterNetwork, requirements: Requirements) -> Check:

@@ -250,3 +250,11 @@ def test_a_service_datapath_the_walk_does_not_model_is_noted_not_failed():
     network = good_network(cni="cilium-vxlan", bgp_design="none", mtu=9000)
     check = check_design(network, SIXTEEN).check("reachability")
     assert check.passed and "0 pod → ClusterIP); pod → ClusterIP not walked:" in check.evidence
+
+
+def test_node_mask_table_by_hand():
+    from kubenet_lab.design import node_mask_table
+
+    table = node_mask_table("10.64.0.0/20", Requirements(nodes=8, pods_per_node=500), range(22, 25))
+    # /20 at /22: 2^2 = 4 podCIDRs of 1024 − 3 = 1021 pods; at /23: 8 of 509; at /24: 16 of 253.
+    assert table.rows == (("/22", "4", "1,021", "no"), ("/23", "8", "509", "yes"), ("/24", "16", "253", "no"))

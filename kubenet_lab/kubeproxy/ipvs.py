@@ -530,8 +530,8 @@ def walk_first_packet(rules: IPVSRules, src: str, dst: str, protocol: str, port:
     LOCAL_IN (priority ``NF_IP_PRI_NAT_SRC - 1``, after the filter, before source NAT):
     one hash lookup of the virtual-server table, then the scheduler picks a real server
     (reported: the first in ipvsadm's order; ``rr`` really starts from the first one
-    kube-proxy added, in Go map order) and the DNATed packet leaves through LOCAL_OUT (filter OUTPUT: ``KUBE-IPVS-OUT-FILTER``)
-    and nat POSTROUTING (``KUBE-POSTROUTING``); other packets go through filter FORWARD
+    kube-proxy added, in Go map order) and the DNATed packet leaves through LOCAL_OUT
+    (filter OUTPUT: ``KUBE-IPVS-OUT-FILTER``) and nat POSTROUTING (``KUBE-POSTROUTING``); other packets go through filter FORWARD
     (``KUBE-PROXY-FIREWALL``, ``KUBE-FORWARD``) and nat POSTROUTING. Each base chain is
     assumed to hold only kube-proxy's jumps, as in the iptables walk.
     """

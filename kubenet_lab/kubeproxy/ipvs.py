@@ -531,9 +531,10 @@ def walk_first_packet(rules: IPVSRules, src: str, dst: str, protocol: str, port:
     one hash lookup of the virtual-server table, then the scheduler picks a real server
     (reported: the first in ipvsadm's order; ``rr`` really starts from the first one
     kube-proxy added, in Go map order) and the DNATed packet leaves through LOCAL_OUT
-    (filter OUTPUT: ``KUBE-IPVS-OUT-FILTER``) and nat POSTROUTING (``KUBE-POSTROUTING``); other packets go through filter FORWARD
-    (``KUBE-PROXY-FIREWALL``, ``KUBE-FORWARD``) and nat POSTROUTING. Each base chain is
-    assumed to hold only kube-proxy's jumps, as in the iptables walk.
+    (filter OUTPUT: ``KUBE-IPVS-OUT-FILTER``) and nat POSTROUTING (``KUBE-POSTROUTING``);
+    other packets go through filter FORWARD (``KUBE-PROXY-FIREWALL``, ``KUBE-FORWARD``) and
+    nat POSTROUTING. Each base chain is assumed to hold only kube-proxy's jumps, as in the
+    iptables walk.
     """
     proto = protocol.lower()
     src_ip, dst_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)

@@ -220,13 +220,13 @@ def test_refusals(c):
         trace(c, "client", "web", proto="tcp", dport=80, endpoint="db-1")
     with pytest.raises(InvalidValue, match="no Service has this ClusterIP"):
         c.trace("client", "10.96.0.99", proto="tcp", dport=80)
-    nft = Cluster(kube_proxy_mode="nftables")
-    nft.add_node("node-1")
-    nft.add_pod("a", node="node-1", labels={"app": "a"})
-    nft.add_service("a", selector={"app": "a"}, port=80)
-    with pytest.raises(InvalidValue, match="nftables mode"):
-        nft.trace("a", str(nft.service("a").cluster_ips[0]), proto="tcp", dport=80)
-    assert nft.trace("a", "a", proto="tcp", dport=80).hops[-1].namespace == "pod:default/a"  # a pod name wins
+    ipvs = Cluster(kube_proxy_mode="ipvs")
+    ipvs.add_node("node-1")
+    ipvs.add_pod("a", node="node-1", labels={"app": "a"})
+    ipvs.add_service("a", selector={"app": "a"}, port=80)
+    with pytest.raises(InvalidValue, match="ipvs mode"):
+        ipvs.trace("a", str(ipvs.service("a").cluster_ips[0]), proto="tcp", dport=80)
+    assert ipvs.trace("a", "a", proto="tcp", dport=80).hops[-1].namespace == "pod:default/a"  # a pod name wins
     cilium = Cluster(cni="cilium-vxlan")
     cilium.add_node("node-1")
     cilium.add_pod("a", node="node-1", labels={"app": "a"})

@@ -179,6 +179,11 @@ def test_a_reserved_asn_fails_and_a_clash_with_the_nodes_fails():
     report = check_design(good_network(racks=clash), SIXTEEN)
     assert not report.check("asn-plan").passed and "64513" in report.check("asn-plan").evidence
     assert not report.check("bgp-sessions").passed
+    # AS 3356 is a public AS (outside 64512-65534 and 4200000000-4294967294, RFC 6996): someone else's.
+    public = (Rack.from_object({"name": "rack-1", "subnet": "10.20.1.0/26", "tor": {"name": "tor-1", "asn": 3356}}),
+              *rack_set()[1:])
+    plan = check_design(good_network(racks=public), SIXTEEN).check("asn-plan")
+    assert not plan.passed and "must be a private AS" in plan.evidence and "3356" in plan.evidence
 
 
 def test_iptables_costs_one_rule_per_service():

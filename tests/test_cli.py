@@ -52,7 +52,7 @@ def test_proxy_rules_prints_iptables_restore_input_for_a_node(capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--proxy-mode", "ipvs"], "--proxy-mode"),
+    (["--ipvs-scheduler", "lc"], "--ipvs-scheduler"),
     (["--nodeport-addresses", "10.0.0.0/33"], "10.0.0.0/33"),
     (["--iptables-masquerade-bit", "40"], "masquerade_bit"),
     (["--node-ip", "banana"], "banana"),

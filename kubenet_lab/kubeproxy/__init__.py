@@ -5,8 +5,8 @@ every node's kube-proxy programs its kernel so that a connection to
 ``ClusterIP:port`` (or to ``nodeIP:nodePort``, an externalIP, a LoadBalancer
 VIP) is DNATed to one endpoint, ``podIP:targetPort``, and masqueraded where
 the reply would otherwise take another path. This package re-implements
-kube-proxy's iptables mode (``pkg/proxy/iptables/proxier.go``, v1.33/v1.34),
-checked line by line against kube-proxy's own unit tests:
+kube-proxy's three modes (``pkg/proxy/{iptables,nftables,ipvs}/proxier.go``,
+v1.33/v1.34), checked against kube-proxy's own unit tests:
 
 ==========================  ====================================================================
 module                      kube-proxy concept
@@ -20,8 +20,10 @@ module                      kube-proxy concept
 :mod:`.state`               both maps for one family: what one sync starts from
 :mod:`.iptables`            ``syncProxyRules``: the ``iptables-restore`` input
 :mod:`.nftables`            the nftables mode's ``syncProxyRules``: the ``nft -f`` input (table kube-proxy)
+:mod:`.ipvs`                IPVS mode: virtual/real servers (``ipvsadm -Ln``), ``kube-ipvs0``, ipsets, glue
 :mod:`.hooks`               the jumps kube-proxy inserts into the built-in chains
-:mod:`.netfilter`           a packet's walk through the rules, as netfilter evaluates them
+:mod:`.netfilter`           a packet's walk through the iptables rules, as netfilter evaluates them
+:mod:`.nftwalk`             the same walk through the nftables rules (verdict maps, ``numgen``)
 :mod:`.diff`                what one sync changes: chains and rules added and deleted
 :mod:`.proxy`               :class:`KubeProxy`: the same, for one node of a Cluster
 ==========================  ====================================================================
@@ -41,7 +43,9 @@ from .iptables import iptables_restore, probability, sync_proxy_rules
 from .diff import RulesetDiff, ruleset_diff
 from .localdetect import LocalTrafficDetector
 from .netfilter import Flow, Ruleset
+from .ipvs import IPVSRules, sync_ipvs_rules
 from .nftables import nft_ruleset, sync_nftables_rules
+from .nftwalk import NftRuleset
 from .nodeportaddresses import NodePortAddresses
 from .proxy import KubeProxy
 from .serviceport import Ignored, ServicePortInfo, ServicePortName
@@ -55,6 +59,9 @@ __all__ = [
     "iptables_restore",
     "sync_proxy_rules",
     "nft_ruleset",
+    "NftRuleset",
+    "sync_ipvs_rules",
+    "IPVSRules",
     "Ruleset",
     "Flow",
     "ruleset_diff",

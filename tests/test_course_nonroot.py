@@ -1,0 +1,102 @@
+"""The whole course passes nbval as an unprivileged learner, as on Binder, and chapter 10 steps aside.
+
+Binder runs as ``jovyan``: no root, no network namespaces. This test (run as root) becomes user
+``nobody`` (uid/gid 65534, no supplementary groups, via ``setpriv``) and runs
+``pytest --nbval --nbval-current-env notebooks/`` with the project's own .venv interpreter (world
+readable, so the learner's environment is the tested one). It works on a temporary copy of
+notebooks/, scenarios/ and the kubenet_lab package, owned by that user and put first on PYTHONPATH
+(the test checks the copy is what gets imported), with a fresh HOME, TMPDIR and fresh Jupyter,
+IPython and matplotlib dirs: nothing of root's, and nothing written into the repository.
+
+Chapter 10 is the one that depends on privileges: as root it runs the kernel lab live, elsewhere it
+replays the lab's recording (notebooks/data/) and prints the same text, so its stored outputs must
+pass unchanged. Besides nbval, the test asks the package, as that user, what the chapter's
+``lab_report`` decides (``should_run_live()`` is false) and what building a ``KernelLab`` says: an
+error naming root as the reason, raised before any command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOBODY = 65534
+COPIED = ("kubenet_lab", "scenarios", "notebooks")
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to become another user"),
+    pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)"),
+]
+
+STEP_ASIDE = """
+import kubenet_lab
+from kubenet_lab import Cluster
+from kubenet_lab.kernel.lab import KernelLab
+from kubenet_lab.kernel.record import SCENARIOS, should_run_live
+print(kubenet_lab.__file__)
+print(should_run_live())
+try:
+    KernelLab(Cluster.load(SCENARIOS / "three-node-vxlan.yaml")).up()
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+@pytest.fixture(scope="module")
+def learner():
+    """(copy of the course, environment, command prefix) for user nobody; removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="kubenet-nonroot-") as top:
+        top = Path(top)
+        top.chmod(0o755)
+        repo = top / "repo"
+        for name in COPIED:
+            shutil.copytree(ROOT / name, repo / name,
+                            ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        for name in ("home", "tmp", "jupyter-config", "jupyter-data", "jupyter-runtime", "ipython", "matplotlib"):
+            (top / name).mkdir()
+        for path in [top, *top.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+        venv = Path(sys.executable).parent
+        env = {"PATH": f"{venv}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(top / "home"), "TMPDIR": str(top / "tmp"),
+               "USER": "nobody", "LANG": "C.UTF-8", "PYTHONPATH": str(repo), "PYTHONDONTWRITEBYTECODE": "1",
+               "JUPYTER_CONFIG_DIR": str(top / "jupyter-config"), "JUPYTER_DATA_DIR": str(top / "jupyter-data"),
+               "JUPYTER_RUNTIME_DIR": str(top / "jupyter-runtime"), "IPYTHONDIR": str(top / "ipython"),
+               "MPLCONFIGDIR": str(top / "matplotlib")}
+        as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+        yield repo, env, as_nobody
+
+
+def test_kernel_lab_steps_aside_and_says_why(learner):
+    repo, env, as_nobody = learner
+    result = subprocess.run([*as_nobody, sys.executable, "-c", STEP_ASIDE], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    module, live, error = result.stdout.strip().splitlines()
+    assert Path(module).is_relative_to(repo), f"imported {module}, not the copy"
+    assert live == "False"
+    assert error.startswith("InvalidValue") and "needs root" in error, error
+
+
+def test_whole_course_passes_nbval_without_root(learner):
+    repo, env, as_nobody = learner
+    report = repo.parent / "tmp" / "nbval.xml"
+    result = subprocess.run(
+        [*as_nobody, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "--nbval",
+         "--nbval-current-env", f"--junitxml={report}", "-q", "notebooks/"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    summary = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR")) or "Error:" in line]
+    assert result.returncode == 0, "\n".join(summary[:30]) or result.stdout[-3000:] + result.stderr[-2000:]
+    cases = list(ET.parse(report).iter("testcase"))
+    # nbval's junit classname is the notebook's path with dots: notebooks.01-flat-pod-network.ipynb
+    ran = {case.get("classname").removeprefix("notebooks.") for case in cases}
+    assert ran == {p.name for p in (repo / "notebooks").glob("*.ipynb")}
+    failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
+    assert not failed, failed

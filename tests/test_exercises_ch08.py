@@ -8,14 +8,16 @@ from math import comb
 
 import pytest
 
+from kubenet_lab.errors import InvalidValue
 from kubenet_lab.exercises import ch08
 
-# scenarios/cilium-vxlan-bgp-services.yaml and calico-crosssubnet.yaml: rack-1 holds node-1
-# (192.168.1.11) and node-2 (192.168.1.12); web-1 runs on node-1, web-2 on node-3, the ingress
-# controller on node-1; web's VIP is the pool 192.168.100.0/28's first address after .0 (avoidBuggyIPs).
+# The chapter's scenarios: rack-1 holds node-1 (192.168.1.11) and node-2 (192.168.1.12); web-1 runs
+# on node-1, web-2 on node-3, the ingress controller on node-1; the VIP is the pool 192.168.100.0/28's
+# first address after .0 (avoidBuggyIPs); the external client sits behind the spine on the last /31
+# of the fabric range 172.31.255.0/24 (overlay/topology.py).
 RACK_1 = {"192.168.1.11", "192.168.1.12"}
 VIP = ipaddress.ip_network("192.168.100.1/32")
-CLIENT = str(ch08.EXTERNAL_CLIENT)
+CLIENT = "172.31.255.255"
 
 
 def tor_1_next_hops(cluster):
@@ -57,7 +59,7 @@ def test_local_policy_announces_only_where_the_pods_are():
 
 
 def test_external_connection_follows_kube_proxys_ext_chains():
-    local = ch08.scenario_cluster(ch08.CROSS_SUBNET)
+    local = ch08.scenario_cluster(ch08.INGRESS_SCENARIO)
     ingress = local.service(ch08.INGRESS)
     pod_ip = str(local.pod("ingress-nginx-controller", "ingress-nginx").ip)
     # Local: KUBE-EXT jumps to KUBE-SVL without KUBE-MARK-MASQ; the source is kept.
@@ -67,22 +69,27 @@ def test_external_connection_follows_kube_proxys_ext_chains():
     result, source = ch08.external_connection(local, "node-2", ingress, 443)
     assert (result.verdict, source) == ("DROP", None)
     assert "has no local endpoints" in result.verdict_rule.text
-    # Cluster: KUBE-EXT marks external traffic for masquerade; MASQUERADE takes the egress device's
-    # address: eth0 towards a rack-mate, vxlan.calico (Calico's tunnel address) across racks.
-    as_cluster = ch08.scenario_cluster(ch08.CROSS_SUBNET, service=ingress.name,
+    # Cluster: KUBE-EXT marks external traffic for masquerade, even towards a local endpoint, and
+    # MASQUERADE takes the address of the device the packet leaves by: eth0 on these routed nodes.
+    as_cluster = ch08.scenario_cluster(ch08.INGRESS_SCENARIO, service=ingress.name,
                                        service_spec={"externalTrafficPolicy": "Cluster"})
     ingress = as_cluster.service(ch08.INGRESS)
-    _, via_node_2 = ch08.external_connection(as_cluster, "node-2", ingress, 443)
-    assert str(via_node_2) == "192.168.1.12"
-    _, via_node_3 = ch08.external_connection(as_cluster, "node-3", ingress, 443)
-    assert via_node_3 == as_cluster.tunnel_addresses["node-3"]
+    for node, address in (("node-1", "192.168.1.11"), ("node-2", "192.168.1.12"), ("node-3", "192.168.2.11")):
+        result, source = ch08.external_connection(as_cluster, node, ingress, 443)
+        assert (result.dnat, result.masquerade, str(source)) == (f"{pod_ip}:443", True, address)
+
+
+def test_external_connection_needs_a_client_where_the_cluster_has_none():
+    cluster = ch08.scenario_cluster(ch08.CROSS_SUBNET)   # no BGP design: no external client, no LoadBalancer
+    with pytest.raises(InvalidValue, match="client"):
+        ch08.external_connection(cluster, "node-1", cluster.service("web"), 80)
 
 
 def test_checkers_accept_the_answers_reasoned_from_the_scenarios(capsys):
     ch08.check_crosssubnet_mtu({"web-1": True, "web-2": False, "api-1": False})   # eth0 1500, vxlan.calico 1450
     ch08.check_local_next_hops({"192.168.1.11"})
     ch08.check_encapsulated_pairs(comb(12, 2) - 3 * comb(4, 2))                    # pairs not inside one rack
-    ingress_ip = str(ch08.scenario_cluster(ch08.CROSS_SUBNET).pod("ingress-nginx-controller", "ingress-nginx").ip)
+    ingress_ip = str(ch08.scenario_cluster(ch08.INGRESS_SCENARIO).pod("ingress-nginx-controller", "ingress-nginx").ip)
     ch08.check_source_addresses({"ingress, Local, via node-1": CLIENT, "ingress, Cluster, via node-2": "192.168.1.12",
                                  "web-2, proxied by the ingress": ingress_ip})
     assert capsys.readouterr().out.count("PASS: 08.") == 4
@@ -98,7 +105,7 @@ def test_checkers_accept_the_answers_reasoned_from_the_scenarios(capsys):
     (ch08.check_encapsulated_pairs, comb(12, 2), "every pair"),
     (ch08.check_encapsulated_pairs, 2 * 48, "once"),
     (ch08.check_source_addresses, {"ingress, Local, via node-1": CLIENT, "ingress, Cluster, via node-2": CLIENT,
-                                   "web-2, proxied by the ingress": "10.244.189.130"}, "masquerade"),
+                                   "web-2, proxied by the ingress": "10.244.189.129"}, "masquerade"),
     (ch08.check_source_addresses, {"ingress, Local, via node-1": CLIENT, "ingress, Cluster, via node-2": "192.168.1.12",
                                    "web-2, proxied by the ingress": CLIENT}, "X-Forwarded-For"),
 ])

@@ -4,10 +4,11 @@ The chapter's clusters are two scenario files, loaded here with the one or
 two fields an exercise changes:
 
 * ``scenarios/calico-crosssubnet.yaml``: Calico VXLAN with ``vxlanMode:
-  CrossSubnet`` in two racks, an ingress-nginx controller behind a
-  LoadBalancer Service;
+  CrossSubnet`` in two racks;
 * ``scenarios/cilium-vxlan-bgp-services.yaml``: Cilium in tunnel mode whose
-  nodes announce LoadBalancer VIPs, and nothing else, to their ToRs.
+  nodes announce LoadBalancer VIPs, and nothing else, to their ToRs;
+* ``scenarios/calico-bgp-ingress.yaml``: chapter 03's routed racks with an
+  ingress-nginx controller behind a LoadBalancer VIP.
 
 Every expected answer is recomputed with the packet walk, kube-proxy's rules
 or the BGP fabric, never stored.
@@ -26,20 +27,20 @@ from ..addresses import IPAddress
 from ..bgp.fabric import Fabric
 from ..cluster import Cluster
 from ..datapath.trace import Trace, kube_proxy_rules
+from ..errors import InvalidValue
 from ..kernel.record import SCENARIOS
 from ..kubeproxy.netfilter import Flow, NetfilterResult
 from ..objects import Service
 from ..scenario import cluster_from_objects, read_objects
 from . import passed, require
 
-__all__ = ["CROSS_SUBNET", "CILIUM", "EXTERNAL_CLIENT", "scenario_cluster", "services_only_fabric", "encapsulated",
-           "external_connection", "check_crosssubnet_mtu", "check_local_next_hops", "check_source_addresses",
-           "check_encapsulated_pairs"]
+__all__ = ["CROSS_SUBNET", "CILIUM", "INGRESS_SCENARIO", "INGRESS", "scenario_cluster", "services_only_fabric",
+           "encapsulated", "external_connection", "check_crosssubnet_mtu", "check_local_next_hops",
+           "check_encapsulated_pairs", "check_source_addresses"]
 
 CROSS_SUBNET = "calico-crosssubnet.yaml"
 CILIUM = "cilium-vxlan-bgp-services.yaml"
-# A client somewhere outside the cluster, from the documentation range TEST-NET-3 (RFC 5737).
-EXTERNAL_CLIENT = ipaddress.ip_address("203.0.113.7")
+INGRESS_SCENARIO = "calico-bgp-ingress.yaml"
 INGRESS = "ingress-nginx/ingress-nginx-controller"
 
 
@@ -81,15 +82,21 @@ def encapsulated(trace: Trace) -> bool:
 
 
 def external_connection(cluster: Cluster, node: str, service: Service, port: int,
-                        client: IPAddress = EXTERNAL_CLIENT) -> tuple[NetfilterResult, IPAddress | None]:
-    """A client outside the cluster opens a TCP connection to ``service``'s LoadBalancer IP, and the
-    ToR's route for the /32 delivers the SYN to ``node``'s ``eth0``.
+                        client: IPAddress | None = None) -> tuple[NetfilterResult, IPAddress | None]:
+    """A client outside the cluster (by default the topology's ``external`` client) opens a TCP
+    connection to ``service``'s LoadBalancer IP, and the fabric delivers the SYN to ``node``'s
+    ``eth0``, as the ToR's ECMP route would for some flow.
 
     Returns kube-proxy's walk of that SYN on ``node`` (DNAT, masquerade, or DROP) and the source
     address the chosen endpoint then sees: the client's own, or, when KUBE-POSTROUTING masquerades,
     the address of the device the packet leaves ``node`` by (what MASQUERADE writes); None if dropped.
     """
-    rules = kube_proxy_rules(cluster, cluster.topology(), node)
+    topology = cluster.topology()
+    client = topology.external_address if client is None else ipaddress.ip_address(client)
+    if client is None:
+        raise InvalidValue("external_connection", "client", None,
+                           "must be given: this cluster has no external client (it names no BGP design)")
+    rules = kube_proxy_rules(cluster, topology, node)
     host = cluster.host(node)
     result = rules.walk(Flow(client, service.load_balancer_ips[0], "tcp", port, in_interface="eth0"),
                         local=host.local_addresses())
@@ -155,16 +162,17 @@ def check_local_next_hops(answer: object) -> None:
 
 
 def check_source_addresses(answer: object) -> None:
-    """08.4: which source address does each pod see, for a client at 203.0.113.7 reaching the ingress
+    """08.4: which source address does each pod see, for the external client reaching the ingress
     controller's VIP (Local; and Cluster, arriving on node-2), and for the proxied request to web-2?"""
-    local = scenario_cluster(CROSS_SUBNET)
+    local = scenario_cluster(INGRESS_SCENARIO)
     ingress = local.service(INGRESS)
     port = ingress.ports[0].port
     _, via_node_1 = external_connection(local, "node-1", ingress, port)
-    cluster_policy = scenario_cluster(CROSS_SUBNET, service=ingress.name,
+    cluster_policy = scenario_cluster(INGRESS_SCENARIO, service=ingress.name,
                                       service_spec={"externalTrafficPolicy": "Cluster"})
     _, via_node_2 = external_connection(cluster_policy, "node-2", cluster_policy.service(INGRESS), port)
     proxied = local.trace(INGRESS, "web-2", proto="tcp", dport=8080)
+    client = str(local.topology().external_address)
     expected = {"ingress, Local, via node-1": str(via_node_1), "ingress, Cluster, via node-2": str(via_node_2),
                 "web-2, proxied by the ingress": str(proxied.hops[-1].state.inner.src)}
     require("08.4", isinstance(answer, dict) and set(answer) == set(expected),
@@ -174,16 +182,17 @@ def check_source_addresses(answer: object) -> None:
     got = {key: value.pop() for key, value in got.items()}
     require("08.4", got["ingress, Local, via node-1"] == expected["ingress, Local, via node-1"],
             "With externalTrafficPolicy: Local, kube-proxy DNATs to the local endpoint and does not masquerade.")
-    require("08.4", got["ingress, Cluster, via node-2"] != str(EXTERNAL_CLIENT),
+    require("08.4", got["ingress, Cluster, via node-2"] != client,
             "node-2 has no ingress pod: under Cluster it forwards the connection to node-1, and KUBE-EXT marks it "
             "for masquerade so the reply comes back through node-2.")
     require("08.4", got["ingress, Cluster, via node-2"] == expected["ingress, Cluster, via node-2"],
-            "MASQUERADE writes the address of the device the packet leaves node-2 by: which route does node-2 use "
-            "to the ingress pod under CrossSubnet?")
-    require("08.4", got["web-2, proxied by the ingress"] != str(EXTERNAL_CLIENT),
+            "MASQUERADE writes the address of the device the packet leaves node-2 by, towards the ingress pod.")
+    require("08.4", got["web-2, proxied by the ingress"] != client,
             "The proxy terminates the client's TCP connection and opens its own to web-2: the client's address "
             "travels only in the X-Forwarded-For header.")
-    require("08.4", got == expected, "Walk the proxy's connection: local.trace(INGRESS, 'web-2', ...).")
+    require("08.4", got == expected,
+            "Walk the proxy's connection, c.trace('ingress-nginx/ingress-nginx-controller', 'web-2', proto='tcp', "
+            "dport=8080), and read the source of the packet that reaches web-2.")
     passed("08.4", "who sees which source address, L4 and L7")
 
 

@@ -720,6 +720,9 @@ class Cluster:
               sport: int | None = None, df: bool = True, endpoint: str | None = None, seed: int = 0):
         """Walk one packet from ``src`` (a pod or node name) to ``dst`` (a pod, node or Service name, or an IP).
 
+        With a BGP design, ``"external"`` names a client outside the cluster, at either end
+        (:mod:`kubenet_lab.overlay.topology`): a LoadBalancer VIP or a NodePort walked from outside.
+
         Returns a :class:`~kubenet_lab.datapath.trace.Trace`: every hop, the table entry that decided
         it, and the packet there. Through a Service, kube-proxy's rules pick the endpoint: by a
         seeded draw (``seed``), or the one named by ``endpoint``; ``trace.service_choice`` has the

@@ -7,7 +7,10 @@ network namespace of the cluster's :class:`~kubenet_lab.overlay.topology.Topolog
    addresses (on a node, a UDP datagram to the tunnel port is handed to the
    VXLAN/Geneve device and decapsulated);
 2. otherwise a **route lookup**, longest prefix first; a node or router that
-   forwards decrements the TTL, a pod never forwards;
+   forwards decrements the TTL, a pod never forwards; a multipath (ECMP) route
+   gives each flow one next hop by Linux's default L3 hash of source and
+   destination (:meth:`~kubenet_lab.overlay.entries.Route.select`), and a route
+   BGP installed names the best path behind it (router, decision step);
 3. the **egress device** decides what follows: a tunnel device encapsulates
    (neighbour entry → FDB entry → outer destination for VXLAN, the route's
    onlink next hop for IP-in-IP, Cilium's tunnel map for its flow-based

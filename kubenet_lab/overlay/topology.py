@@ -60,9 +60,9 @@ from (``cluster.trace("external", ...)``).
 With racks it hangs off the spine on the last /31 of ``FABRIC_SUBNET``
 (172.31.255.255, the spine .254), its default route pointing at the spine,
 like the Internet behind a border leaf. On a single segment it is the
-segment's router that MetalLB users peer their nodes with: it holds the
-highest free address of the node subnet and, in a BGP design, peers eBGP
-(AS :data:`EXTERNAL_ASN`) with every node and installs what they announce.
+router MetalLB users peer their nodes with (not the nodes' default gateway):
+it holds the highest free address of the node subnet, peers eBGP (AS
+:data:`EXTERNAL_ASN`) with every node and installs what they announce.
 
 >>> from kubenet_lab import Cluster
 >>> c = Cluster.load("scenarios/two-rack-bgp.yaml")
@@ -205,7 +205,8 @@ class Topology:
 
     @property
     def external_address(self) -> IPAddress | None:
-        """The address of the :data:`EXTERNAL` client (None when a node is called ``external``)."""
+        """The address of the :data:`EXTERNAL` client (None without a BGP design, or when a node
+        is called ``external``)."""
         return self._builder.external_address if self.kinds.get(EXTERNAL) == "router" else None
 
     def __getitem__(self, name: str) -> Namespace:
@@ -417,7 +418,10 @@ class _Builder:
         taken = {ip for n in self.nodes.values() for ip in n.ips}
         if first is not None:
             taken.add(self.gateway(first.name))
-        return next(ip for ip in reversed(list(subnet.hosts())) if ip not in taken)
+        ip = subnet.broadcast_address - 1
+        while ip in taken:      # at most len(taken) steps down
+            ip -= 1
+        return ip
 
     # -- BGP ------------------------------------------------------------------------------
 

@@ -5,10 +5,7 @@
 * pod -> ClusterIP and node -> NodePort: the walk through kube-proxy's rules gives the endpoints
   the connection may reach (those with a non-zero probability) or none (REJECT); kube-proxy's
   real rules (iptables or nftables mode), loaded in every node, must hand the connection to one
-  of them, or to nobody. The walk goes through iptables-mode rules only; for an nftables-mode
-  cluster it walks the same cluster in iptables mode (kube-proxy picks endpoints by the same
-  Service, EndpointSlice and traffic-policy logic in both modes), and the kernel runs the
-  nftables ruleset;
+  of them, or to nobody;
 * in a BGP-routed scenario, first, each router's routes as BIRD learnt them against the
   simulated fabric's FIB (:meth:`~kubenet_lab.kernel.lab.KernelLab.route_disagreements`): the
   probes then travel over routes BIRD installed.
@@ -77,7 +74,6 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
     from .lab import KernelLab
 
     chosen = probes(cluster)
-    model = _iptables_twin(cluster) if cluster.network.kube_proxy_mode == "nftables" else cluster
     if sample is not None and len(chosen) > sample:
         chosen = random.Random(seed).sample(chosen, sample)
     agree = 0
@@ -100,7 +96,7 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
                 verdict = lab.verify(cluster.trace(probe.src, probe.dst_ip))
                 ok, line = verdict.agrees, str(verdict)
             else:
-                allowed = _walk_endpoints(model, probe)
+                allowed = _walk_endpoints(cluster, probe)
                 answer = lab.connect(probe.src, probe.dst_ip, probe.port, probe.proto)
                 ok = answer in allowed if allowed else answer is None
                 if allowed != probe.allowed:
@@ -122,17 +118,6 @@ def _walk_endpoints(cluster: Cluster, probe: Probe) -> frozenset[str]:
     by_ip = {str(p.ip): p.name for p in cluster.pods if p.ip is not None}
     return frozenset(by_ip[endpoint.rsplit(":", 1)[0]] for endpoint, chance in walk.service_choice.probabilities.items()
                      if chance > 0 and endpoint.rsplit(":", 1)[0] in by_ip)
-
-
-def _iptables_twin(cluster: Cluster) -> Cluster:
-    """The same cluster (same addresses, Services, EndpointSlices) with kube-proxy in iptables mode."""
-    from ..scenario import cluster_from_objects, cluster_to_objects
-
-    objects = cluster_to_objects(cluster)
-    for obj in objects:
-        if obj["kind"] == "ClusterNetwork":
-            obj["spec"]["kubeProxy"] = {**obj["spec"].get("kubeProxy", {}), "mode": "iptables"}
-    return cluster_from_objects(objects)
 
 
 def random_cluster(seed: int) -> Cluster:

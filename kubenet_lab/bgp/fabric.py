@@ -31,9 +31,10 @@ Calico's global BGPPeer or MetalLB's ``BGPPeer``.
 
 **LoadBalancer VIPs** (MetalLB in BGP mode, chapter 06): each node's speaker
 announces every ``status.loadBalancer.ingress`` IP of a ``type: LoadBalancer``
-Service as a /32, the ``BGPAdvertisement`` default ``aggregationLength: 32``
-(metallb.universe.tf/configuration/_advanced_bgp_configuration: "aggregationLength
-... default 32"). Who announces follows MetalLB's speaker
+Service as a /32: without a ``BGPAdvertisement`` that sets ``aggregationLength``
+the routers "receive one /32 route for each service IP"
+(metallb.universe.tf/configuration/_advanced_bgp_configuration/). Who announces
+follows MetalLB's speaker
 (``speaker/bgp_controller.go``, ``ShouldAnnounce``): with
 ``externalTrafficPolicy: Cluster`` every node, as long as the Service has a
 ready endpoint somewhere ("Cluster && any healthy endpoint exists"); with
@@ -683,6 +684,8 @@ class _Plan:
                 raise InvalidValue("Fabric", "external_peers", peer, "must be (address, AS) or (address, AS, name)")
             address = _ipv4_address("Fabric", "external_peers", peer[0])
             name = peer[2] if len(peer) == 3 else f"external-{i + 1}"
+            if not isinstance(name, str) or not name:
+                raise InvalidValue("Fabric", "external_peers", peer, "must name the router with a non-empty string")
             self.external.append((name, address, check_asn("Fabric", "external_peers", peer[1])))
 
     def _private(self, obj: str, field: str, asn: int) -> int:

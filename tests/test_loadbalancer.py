@@ -4,7 +4,8 @@ Expected values come from MetalLB and the kernel, not from the code under test:
 
 * who announces: MetalLB ``speaker/bgp_controller.go`` ``ShouldAnnounce`` - "Cluster && any healthy
   endpoint exists" (every node), "Local && there's a ready local endpoint" (only those nodes);
-  the prefix is a /32, ``BGPAdvertisement.aggregationLength`` defaulting to 32. The nodes hosting
+  the routers "receive one /32 route for each service IP" (metallb.universe.tf, advanced BGP
+  configuration). The nodes hosting
   ready endpoints are recomputed here from the pod list (node, labels, readiness).
 * ECMP: Linux ``fib_select_multipath`` with ``fib_multipath_hash_policy`` 0 hashes the source and
   destination addresses only (Documentation/networking/ip-sysctl.rst, "0 - Layer 3"), and

@@ -367,12 +367,12 @@ class _Walk:
     def choose_nexthop(self, ns: Namespace, route: Route, packet: Packet) -> tuple[Route, str]:
         """The next hop this flow takes (an ECMP route's by the L3 flow hash, fib_multipath_hash_policy 0),
         and what to say about it: the choice, and the BGP best path that installed the route."""
-        index, chosen = route.select(packet.inner.src, packet.inner.dst)
+        index, chosen = route.select(packet.src, packet.dst)      # the outer header's, when encapsulated
         why = ""
         if route.nexthops:
             hops = ", ".join(f"{via} dev {dev}" for via, dev in route.nexthops)
             why = (f"; ECMP: next hop {index + 1} of {len(route.nexthops)} ({chosen.via}) by the L3 hash of "
-                   f"{packet.inner.src} -> {packet.inner.dst} (fib_multipath_hash_policy 0) among {hops}")
+                   f"{packet.src} -> {packet.dst} (fib_multipath_hash_policy 0) among {hops}")
         if ns.bgp_speaker is not None and route.proto in BGP_PROTOS and route.dst != "default":
             why += "; " + self.topology.fabric.explain(ns.bgp_speaker, route.dst)
         return chosen, why

@@ -12,6 +12,11 @@ establish every session, each router's kernel table holds what the simulated fab
 says (and what RFC 4271 says independently: a node drops its rack-mate's routes, whose
 AS_PATH holds its own AS), the probes travel over those routes, and after a link or a
 daemon goes down the kernel converges to the fabric's event simulation.
+
+The lab's fabric also has the ``web`` LoadBalancer VIP announced as a /32 by node-1 and
+node-3, the nodes of its two endpoints (externalTrafficPolicy Local, as MetalLB and Calico
+announce it): the spine gets two paths of equal AS_PATH length from two neighbour ASes and,
+with multipath-relax in the simulator and ``merge paths`` in BIRD, installs one ECMP route.
 """
 
 import os
@@ -95,12 +100,19 @@ REASON = missing_requirements()
 root_only = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
 
+def _vip(cluster):
+    (vip,) = cluster.service("web").load_balancer_ips
+    return ip_network(f"{vip}/32")
+
+
 @pytest.fixture(scope="module")
 def lab(cluster):
     if REASON is not None:
         pytest.skip(REASON)
+    vip = _vip(cluster)
+    fabric = Fabric.from_cluster(cluster, services={"node-1": [vip], "node-3": [vip]})
     started = time.monotonic()
-    with KernelLab(cluster) as lab:
+    with KernelLab(cluster, fabric=fabric) as lab:
         lab.up_seconds = time.monotonic() - started
         yield lab
     assert not run_dir(lab.prefix).exists()
@@ -124,6 +136,8 @@ def test_kernel_routes_are_the_fabrics_and_rfc_4271s(lab, cluster):
     assert node1[_block(cluster, "node-3")] == via_tor and node1[ip_network("192.168.2.0/24")] == via_tor
     # node-2's block reaches node-1 with AS_PATH 65001 64513: node-1's own AS, so it is dropped
     assert _block(cluster, "node-2") not in node1
+    # the VIP: one multipath route on the spine, one path per rack
+    assert spine[_vip(cluster)] == {(ip_address(TOR_UPLINK[1]), "tor-1"), (ip_address(TOR_UPLINK[2]), "tor-2")}
 
 
 @root_only
@@ -142,6 +156,8 @@ def test_a_failed_uplink_and_its_repair_converge_as_simulated(lab, cluster):
     lab.wait_for_bgp()
     assert lab.route_disagreements() == {}
     assert _block(cluster, "node-3") not in kernel_fib(node1)           # rack 2 is cut off
+    spine = kernel_fib(lab.names.netns("spine", "router"))
+    assert spine[_vip(cluster)] == {(ip_address(TOR_UPLINK[1]), "tor-1")}  # the ECMP route lost a leg
     assert not lab.ping("web-1", str(cluster.pod("web-2").ip)).delivered
     subprocess.run(["ip", "-n", tor2, "link", "set", "uplink", "up"], check=True, timeout=10)
     lab.fabric.link_up("tor-2")

@@ -169,7 +169,10 @@ class Verdict:
 class KernelLab:
     """A cluster realised in network namespaces; use as a context manager."""
 
-    def __init__(self, cluster: Cluster, prefix: str | None = None, *, kube_proxy: bool = True):
+    def __init__(self, cluster: Cluster, prefix: str | None = None, *, kube_proxy: bool = True,
+                 fabric: Fabric | None = None):
+        """``fabric``: the BGP design BIRD realises, when not the cluster's default one
+        (:meth:`Fabric.from_cluster` with options, e.g. Service prefixes some nodes announce)."""
         self.cluster = cluster
         self.topology = cluster.topology()
         self.prefix = prefix or f"knl{secrets.token_hex(3)}"
@@ -181,12 +184,13 @@ class KernelLab:
         elif kube_proxy and cluster.services and mode == "nftables":
             rules = {n.name: cluster.kube_proxy(n.name).nft_ruleset(4) for n in cluster.nodes}
         self.run_dir = run_dir(self.prefix)
-        self.fabric: Fabric | None = None
+        self.fabric = fabric
         bird = None
-        if cluster.network.bgp_design != "none":
+        if fabric is None and cluster.network.bgp_design != "none":
             from ..bgp.fabric import Fabric
 
             self.fabric = Fabric.from_cluster(cluster)
+        if self.fabric is not None:
             self.fabric.converge()
             bird = {name: str(self.run_dir) for name in self.fabric.speakers}
         self.commands: list[Command] = plan(self.topology, self.prefix, rules, proxy_mode=mode, bird=bird)
@@ -212,6 +216,8 @@ class KernelLab:
         ``progress(done, total)`` is called after each command (the CLI draws a bar with it).
         """
         reason = missing_requirements(self.cluster) or unsupported_reason(self.topology)
+        if reason is None and self.fabric is not None and shutil.which("bird") is None:
+            reason = "a BGP-routed scenario needs BIRD 2 in the lab (apt-get install bird2)"
         if reason:
             raise InvalidValue(f"KernelLab {self.prefix}", "cluster", self.cluster.network.cni, f"cannot be built: {reason}")
         for signum in (signal.SIGINT, signal.SIGTERM):

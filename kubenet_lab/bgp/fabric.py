@@ -629,12 +629,8 @@ class Fabric:
         if design not in DESIGNS:
             raise InvalidValue("Fabric", "design", design, "must be one of " + ", ".join(DESIGNS)
                                + " (ClusterNetwork spec.bgp.design)")
-        follow = services is None
-        if follow:
-            services = load_balancer_announcements(cluster)
         plan = _Plan(cluster, design, route_reflectors, cluster_id, node_asn, spine_asn, allowas_in,
                      external_peers, services, multipath_relax, allow_public_asn)
-        plan.follow_load_balancers = follow
         fabric = cls()
         fabric._plan = plan
         plan.build(fabric, cluster)
@@ -656,6 +652,10 @@ class _Plan:
         self.allowas_in = allowas_in
         self.multipath_relax = multipath_relax
         self.cluster_id = None if cluster_id is None else _ipv4_address("Fabric", "cluster_id", cluster_id)
+        # without services=, the LoadBalancer /32s, kept up to date by Fabric.sync
+        self.follow_load_balancers = services is None
+        if services is None:
+            services = load_balancer_announcements(cluster)
         self.services = {node: [ipv4_prefix(f"Node {node}", "services", p) for p in prefixes]
                          for node, prefixes in services.items()}
         for node in self.services:
@@ -678,7 +678,6 @@ class _Plan:
         if design == "route-reflectors":
             self.reflectors = self._reflectors(cluster, route_reflectors)
         self.external = []
-        self.follow_load_balancers = False
         for i, peer in enumerate(external_peers):
             if not isinstance(peer, (tuple, list)) or len(peer) not in (2, 3):
                 raise InvalidValue("Fabric", "external_peers", peer, "must be (address, AS) or (address, AS, name)")

@@ -35,6 +35,13 @@ def _run(*argv: str) -> str:
     return result.stdout + result.stderr
 
 
+def _loopback_ephemeral(address: str) -> bool:
+    """A loopback listener on an ephemeral port: what other programs on a shared machine open and
+    close all the time (Jupyter kernels, browsers). The lab's servers bind 0.0.0.0 and BIRD port 179."""
+    host, _, port = address.rpartition(":")
+    return host in ("127.0.0.1", "[::1]") and int(port) >= 32768
+
+
 def host_state() -> dict[str, str]:
     """What a lab must not change in the host's own namespace (counters and lab namespaces aside)."""
     netns = "\n".join(line for line in _run("ip", "netns", "list").splitlines()
@@ -46,7 +53,8 @@ def host_state() -> dict[str, str]:
         "routes6": _run("ip", "-6", "route", "show", "table", "all"),
         "iptables": re.sub(r"\[\d+:\d+\]", "", re.sub(r"^#.*$", "", _run("iptables-save"), flags=re.M)),
         "nft": _run("nft", "list", "ruleset") if subprocess.run(["which", "nft"], capture_output=True).returncode == 0 else "",
-        "listening": "\n".join(sorted(line.split()[4] for line in _run("ss", "-ltnuH").splitlines() if len(line.split()) > 4)),
+        "listening": "\n".join(sorted(address for line in _run("ss", "-ltnuH").splitlines() if len(line.split()) > 4
+                                       and not _loopback_ephemeral(address := line.split()[4]))),
         "sysctls": "\n".join(_run("sysctl", "-n", name).strip() for name in SYSCTLS),
         "netns": netns,
     }

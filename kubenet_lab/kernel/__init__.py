@@ -1,7 +1,8 @@
 """The kernel lab: scenarios realised in Linux network namespaces, to check the simulator against the kernel.
 
 :func:`~kubenet_lab.kernel.plan.plan` computes the commands (no root needed to read them);
-:class:`~kubenet_lab.kernel.lab.KernelLab` runs them, probes, and verifies walks. Chapter 10.
+:class:`~kubenet_lab.kernel.lab.KernelLab` runs them, probes, and verifies walks;
+:mod:`~kubenet_lab.kernel.bird` writes BIRD 2's configuration for BGP-routed scenarios. Chapter 10.
 """
 
 from .lab import KernelLab, PingResult, Verdict, missing_requirements

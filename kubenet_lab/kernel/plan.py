@@ -1,4 +1,4 @@
-"""The kernel lab's plan: the exact iproute2 / sysctl / iptables commands that realise a topology.
+"""The kernel lab's plan: the exact iproute2 / sysctl / iptables / nft / bird commands that realise a topology.
 
 :func:`plan` is pure: it turns the cluster's
 :class:`~kubenet_lab.overlay.topology.Topology` into a list of commands and
@@ -21,6 +21,11 @@ slug            namespace                    holds
 
 Interfaces keep the names the topology gives them (``eth0``, ``cni0``,
 ``flannel.1``, ``cali…``), since each lives in its own namespace.
+
+kube-proxy's rules go in as kube-proxy writes them: ``iptables-restore --noflush`` (plus its
+jumps from the built-in chains) in iptables mode, ``nft -f`` in nftables mode. In a BGP-routed
+scenario the routers' BGP routes are not in the plan: BIRD 2, started last in each router's
+namespace, learns them (:mod:`kubenet_lab.kernel.bird`).
 
 What the lab cannot build here it reports instead of faking: Cilium's
 datapath is eBPF programs the lab does not load, and IP-in-IP needs the

@@ -6,6 +6,7 @@
 * a lab killed with SIGTERM in the middle of its set-up removes everything it had created;
 * a BGP-routed lab killed with SIGTERM once up stops its BIRDs (by pid) and removes its run
   directory, and BIRD's kernel protocol wrote no route outside the lab's namespaces;
+  ``lab down --all`` stops BIRDs whose namespaces were deleted under them;
 * without root the API explains why it cannot run and what to do.
 """
 
@@ -142,6 +143,26 @@ def test_a_bgp_lab_killed_while_up_stops_its_birds():
     assert prefix not in _run("ip", "netns", "list")
     for key in ("routes", "links", "addresses", "listening"):
         assert during[key] == before[key] == host_state()[key], f"the host's {key} changed"
+
+
+@root_only
+def test_lab_down_all_stops_birds_whose_namespaces_are_gone():
+    from kubenet_lab.kernel.lab import run_dir
+
+    # `ip netns del` only unmounts a namespace: the BIRDs inside keep it, and keep running
+    lab = KernelLab(Cluster.load(ROOT / "scenarios" / "two-rack-bgp.yaml"))
+    lab.up()
+    try:
+        pids = [int(p.read_text()) for p in run_dir(lab.prefix).glob("*.pid")]
+        for name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split():
+            if name.startswith(lab.prefix + "-"):
+                subprocess.run(["ip", "netns", "del", name], check=True, timeout=10)
+        assert pids and all(Path(f"/proc/{pid}").exists() for pid in pids)
+        KernelLab.cleanup_all()
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+        assert not run_dir(lab.prefix).exists()
+    finally:
+        lab.down()  # restores the signal handlers; nothing is left to remove
 
 
 def test_without_root_the_lab_says_why_and_what_to_do(monkeypatch):

@@ -58,11 +58,12 @@ __all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements", "lab_na
 TOOLS = ("ip", "bridge", "iptables-restore", "ping", "dumpcap")
 COMMAND_TIMEOUT_S = 20
 BGP_WAIT_S = 20  # bound on waiting for sessions and kernel routes after BIRD starts
+RUN_ROOT = Path(tempfile.gettempdir())
 
 
 def run_dir(prefix: str) -> Path:
     """The lab's run directory: BIRD's configurations, control sockets, pid files and logs."""
-    return Path(tempfile.gettempdir()) / f"kubenet-lab-{prefix}"
+    return RUN_ROOT / f"kubenet-lab-{prefix}"
 
 
 def stop_daemons(prefix: str) -> list[int]:
@@ -263,7 +264,12 @@ class KernelLab:
 
     @staticmethod
     def cleanup_all() -> list[str]:
-        """Remove the namespaces of every kubenet-lab kernel lab (``kubenet-lab lab down --all``)."""
+        """Remove the namespaces of every kubenet-lab kernel lab (``kubenet-lab lab down --all``), and
+        stop the daemons of any lab whose run directory outlived its namespaces."""
+        for directory in RUN_ROOT.glob("kubenet-lab-knl*"):
+            prefix = directory.name[len("kubenet-lab-"):]
+            if PREFIX_PATTERN.match(prefix):
+                stop_daemons(prefix)
         return remove_namespaces(lab_namespaces())
 
     def _run(self, command: Command, *, check: bool = True) -> str:

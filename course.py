@@ -76,7 +76,7 @@ def run(command: list[str]) -> None:
 
 
 def ensure_environment() -> Path:
-    """Create .venv if needed and install kubenet-lab with its test extra into it.
+    """Create .venv if needed and install kubenet-lab with its test and ci extras into it.
 
     The install is repeated only when pyproject.toml changes, so later runs start at once.
     """
@@ -92,7 +92,7 @@ def ensure_environment() -> Path:
     if not stamp.exists() or stamp.read_text() != wanted:
         say("installing kubenet-lab and its dependencies (a few minutes the first time)")
         run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-        run([str(python), "-m", "pip", "install", "--quiet", "-e", ".[test]"])
+        run([str(python), "-m", "pip", "install", "--quiet", "-e", ".[test,ci]"])
         stamp.write_text(wanted)
     return python
 

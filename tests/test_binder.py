@@ -55,7 +55,7 @@ def binder_dependencies() -> list[str]:
 def dockerfile() -> tuple[str, str]:
     """(Dockerfile, log) as ``jupyter-repo2docker --no-build --debug`` prints them for this repository."""
     if importlib.util.find_spec("repo2docker") is None:
-        pytest.skip("jupyter-repo2docker is not installed (test extra)")
+        pytest.skip("jupyter-repo2docker is not installed (ci extra)")
     result = subprocess.run([sys.executable, "-m", "repo2docker", "--no-build", "--debug", "--user-id", "1000",
                              "--user-name", "jovyan", str(ROOT)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -66,30 +66,35 @@ def run_dir(prefix: str) -> Path:
     return RUN_ROOT / f"kubenet-lab-{prefix}"
 
 
-def stop_daemons(prefix: str) -> list[int]:
-    """Stop the routing daemons of one lab by the pids in its run directory; remove the directory.
+def _bird_pid(pidfile: Path) -> int | None:
+    """The pid in a BIRD pid file while it still names a ``bird`` process (a pid file can outlive
+    its process, and the number be reused), else None."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        return pid if Path(f"/proc/{pid}/comm").read_text().strip() == "bird" else None
+    except (ValueError, OSError):
+        return None
 
-    A pid is signalled only while it still names a ``bird`` process (a pid file can outlive its
-    process and the number be reused)."""
-    directory = run_dir(prefix)
-    stopped = []
-    for pidfile in sorted(directory.glob("*.pid")) if directory.is_dir() else ():
-        try:
-            pid = int(pidfile.read_text().strip())
-            if Path(f"/proc/{pid}/comm").read_text().strip() != "bird":
-                continue
-            os.kill(pid, signal.SIGTERM)
-        except (ValueError, OSError):
-            continue
-        stopped.append(pid)
+
+def _terminate(pids: list[int]) -> None:
+    """SIGTERM each process, wait up to 5 s for all to exit, SIGKILL the rest."""
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
-    for pid in stopped:
+    for pid in pids:
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, signal.SIGKILL)
+
+
+def stop_daemons(prefix: str) -> list[int]:
+    """Stop the BIRDs of one lab by the pids in its run directory; remove the directory."""
+    directory = run_dir(prefix)
+    pids = [pid for pid in map(_bird_pid, sorted(directory.glob("*.pid"))) if pid is not None]
+    _terminate(pids)
     shutil.rmtree(directory, ignore_errors=True)
-    return stopped
+    return pids
 
 
 def lab_namespaces(prefix: str | None = None) -> list[str]:
@@ -301,7 +306,7 @@ class KernelLab:
 
         states = {}
         for name, speaker in self.fabric.speakers.items():
-            if not Path(f"/proc/{self._bird_pid(name)}").exists():
+            if _bird_pid(self.run_dir / f"{name}.pid") is None:
                 states.update({(name, peer): "not running" for peer in speaker.peers})
                 continue
             lines = self.birdc(name, "show", "protocols").splitlines()
@@ -311,22 +316,12 @@ class KernelLab:
                                         else " ".join(line[3:4] + line[5:]))
         return states
 
-    def _bird_pid(self, router: str) -> int:
-        try:
-            return int((self.run_dir / f"{router}.pid").read_text().strip())
-        except (OSError, ValueError):
-            return 0
-
     def stop_bird(self, router: str) -> None:
         """Stop one router's BIRD (SIGTERM: it sends a Cease NOTIFICATION and removes its routes)."""
-        pid = self._bird_pid(router)
-        if pid and Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text().strip() == "bird":
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        pid = _bird_pid(self.run_dir / f"{router}.pid")
+        _terminate([] if pid is None else [pid])
 
-    def wait_for_bgp(self, timeout: float = BGP_WAIT_S, *, sessions: bool = True) -> float:
+    def wait_for_bgp(self, timeout: float = BGP_WAIT_S) -> float:
         """Wait (at most ``timeout`` s) until every session that the simulator has up is Established
         in BIRD and every router's kernel routes equal the simulator's FIB; return the seconds waited.
 
@@ -334,7 +329,7 @@ class KernelLab:
         are left for :meth:`route_disagreements` to report."""
         start = time.monotonic()
         expected = {(name, peer) for name, s in self.fabric.speakers.items() for peer in s.established}
-        while sessions:
+        while True:
             states = self.bgp_sessions()
             late = sorted(k for k in expected if states.get(k) != "Established")
             if not late:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..tables import Table
-from .style import COLORS, new_axes
+from .style import COLORS, PALETTE, new_axes
 from .topology import topology_layout
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ __all__ = ["SESSION_UP", "SESSION_DOWN", "session_layout", "draw_sessions", "Con
            "failure_explorer"]
 
 #: An Established session.
-SESSION_UP = "#2ca02c"
+SESSION_UP = PALETTE[2]  # bluish green
 #: A session that is configured but not Established (down on purpose, or its link failed).
 SESSION_DOWN = COLORS["highlight"]
 #: Sizes the chapter's scale figure measures.
@@ -226,15 +226,14 @@ def convergence_counts(convergence: Convergence) -> ConvergenceCounts:
 def draw_convergence(convergence: Convergence, ax=None, *, title: str | None = None):
     """One event as a timeline: stacked bars of the UPDATEs delivered in each step, by
     sender, and a line of the Loc-RIB changes after each step. Return the Axes."""
-    import matplotlib.pyplot as plt
 
     ax = new_axes(ax, figsize=(9.0, 4.2))
     counts = convergence_counts(convergence)
     steps = list(range(len(counts.updates)))
-    palette = plt.get_cmap("tab10")
+    senders = PALETTE[:-1]  # the palette without black, which the Loc-RIB line uses
     bottom = [0] * len(steps)
     for i, (sender, values) in enumerate(counts.by_sender.items()):
-        ax.bar(steps, values, bottom=bottom, width=0.6, color=palette(i % 10), label=f"UPDATEs from {sender}",
+        ax.bar(steps, values, bottom=bottom, width=0.6, color=senders[i % len(senders)], label=f"UPDATEs from {sender}",
                zorder=2)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.plot(steps, counts.changes, color="black", marker="o", lw=1.5, label="Loc-RIB changes", zorder=3)

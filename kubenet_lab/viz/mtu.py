@@ -35,7 +35,7 @@ from ..overlay.modes import IPV4_MIN_MTU, IPV6_MIN_MTU, MODES
 from ..overlay.mtu import ENCAPSULATIONS, pod_mtu
 from ..overlay.topology import UNDERLAY_DEV
 from ..tables import Table
-from .style import COLORS, new_axes
+from .style import COLORS, PALETTE, new_axes
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
@@ -53,7 +53,7 @@ MAIN_ENCAPSULATIONS = (
     ("WireGuard (Cilium, flannel)", 4),
     ("WireGuard + VXLAN (Cilium)", 4),
 )
-_LINE_COLORS = ("#7f7f7f", "#8c564b", "#1f77b4", "#17becf", "#9467bd", "#d62728")
+_LINE_COLORS = (COLORS["underlay"], PALETTE[1], PALETTE[0], PALETTE[5], PALETTE[4], PALETTE[3])
 _LINE_STYLES = ("-", "-", "-", "--", "-", "-")
 
 # What the explorer's verdicts mean.

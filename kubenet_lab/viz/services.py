@@ -514,6 +514,7 @@ def draw_mode_costs(row: RulesPerPacket, ax=None, *, title: str | None = None):
         ax.annotate(f"{value:,}", (bar.get_x() + bar.get_width() / 2, value), textcoords="offset points",
                     xytext=(0, 3), ha="center", fontsize=9)
     ax.set_yscale("log")
+    ax.set_xlabel("kube-proxy mode")
     ax.set_ylabel("rules evaluated for the first packet (log scale)")
     ax.set_title(title or f"{row.services:,} Services: the first packet to the last one")
     return ax

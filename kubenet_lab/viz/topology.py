@@ -28,7 +28,7 @@ import ipaddress
 import networkx as nx
 
 from ..network import DEFAULT_NODE_SUBNET
-from .style import COLORS, new_axes
+from .style import COLORS, PALETTE, new_axes
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
@@ -154,7 +154,6 @@ def draw_address_map(cluster: Cluster, ax=None, *, version: int | None = None, s
     with Calico IPAM it is one block. ``slots`` limits how many are shown
     (default: up to a few past the highest one in use).
     """
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     ax = new_axes(ax, figsize=(9.0, 2.6))
@@ -178,8 +177,7 @@ def draw_address_map(cluster: Cluster, ax=None, *, version: int | None = None, s
     total = 1 << (size - cidr.prefixlen)
     shown = min(total, slots if slots is not None else max(owners, default=-1) + 5)
     names = [n.name for n in cluster.nodes]
-    palette = plt.get_cmap("tab10")
-    colour = {name: palette(i % 10) for i, name in enumerate(names)}
+    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
     # On a long strip a single slot is thinner than a pixel: draw owned slots at least this wide.
     owned_width = max(1.0, shown / 250)
     labelled = shown <= 16

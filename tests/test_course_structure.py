@@ -103,6 +103,5 @@ def test_every_ignored_output_says_why(path):
     assert not unjustified, f"cells {unjustified}: NBVAL_IGNORE_OUTPUT without a comment saying why"
 
 
-@pytest.mark.skip(reason="until chapters 05, 06, 08, 09 land")
 def test_all_chapters_00_to_10_exist():
     assert [p.name[:2] for p in NOTEBOOKS] == [f"{n:02d}" for n in range(11)]

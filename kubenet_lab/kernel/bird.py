@@ -16,7 +16,7 @@ simulator                             bird.conf
 ``Speaker.router_id``                 ``router id``
 a prefix the speaker originates       ``protocol static announced``: ``route <block> blackhole``
                                       (Calico's block blackhole, ``proto bird``); a connected
-                                      subnet (a ToR's rack) from ``protocol direct`` instead
+                                      subnet (a ToR's rack): ``protocol direct``, exported by net
 a ``Peer`` (address, AS, source)      ``protocol bgp``: ``local <addr> as <AS>; neighbor <addr>
                                       as <AS>``; ``direct`` on a shared subnet, else ``multihop``
 eBGP NEXT_HOP rewrite (RFC 4271       ``next hop self ebgp``: self for eBGP-learnt routes, third-
@@ -27,13 +27,14 @@ eBGP NEXT_HOP rewrite (RFC 4271       ``next hop self ebgp``: self for eBGP-lear
 ``allowas_in``                        ``allow local as <n>``
 ``Speaker.multipath`` (ECMP)          ``merge paths on`` in ``protocol kernel``
 next hops resolved on connected       iBGP (and multihop): ``gateway recursive`` (as Calico), over
-subnets, else through the default     BIRD's own table, which then holds the connected subnets
+subnets, else through the default     BIRD's own table, which holds the connected subnets
 route (``Speaker.resolve``)           (``protocol direct``) and the kernel's default (``learn``)
 ====================================  ===========================================================
 
 Every route BIRD exports to the kernel carries ``proto bird`` (RTPROT_BIRD = 12)
-and BIRD's default ``metric 32``, so a learnt route to a connected subnet sits
-beside the kernel's own (metric 0), which still wins.
+and BIRD's default ``metric 32``. A BGP route to one of the router's connected
+subnets loses, inside BIRD, to ``protocol direct`` (preference 240 against 100),
+so it never reaches the kernel; the topology leaves it out for the same reason.
 
 >>> from kubenet_lab import Cluster
 >>> from kubenet_lab.bgp.fabric import Fabric
@@ -89,28 +90,26 @@ def bird_config(fabric: Fabric, router: str, *, log: str | None = None) -> str:
     if log:
         lines.append(f'log "{log}" all;')
     lines.append("protocol device { }")
-    if directs:
-        devices = ", ".join(f'"{dev}"' for subnet, dev in speaker.interfaces if subnet in directs)
-        nets = ", ".join(map(str, directs))
-        lines.append(f"protocol direct announced_direct {{ ipv4 {{ import where net ~ [ {nets} ]; }}; "
-                     f"interface {devices}; }}")
+    # the connected subnets, as in Calico's bird.cfg: they beat BGP routes to the same prefixes
+    # (preference 240 against 100) and resolve recursive next hops; only ``directs`` are announced
+    lines.append("protocol direct connected { ipv4; }")
     if statics:
         routes = " ".join(f"route {p} blackhole;" for p in statics)
         lines.append(f"protocol static announced {{ ipv4; {routes} }}")
-    if recursive:
-        # BIRD's table then needs the connected subnets (neither announced nor exported) and, from
-        # the kernel (learn), the default route: a next hop on no connected subnet resolves through it
-        lines.append("protocol direct connected { ipv4; }")
-    # merge paths: ECMP routes as one multipath kernel route
+    # merge paths: ECMP routes as one multipath kernel route; learn: the kernel's default route,
+    # for next hops on no connected subnet
     lines.append('protocol kernel {\n  ipv4 { import all; export where source = RTS_BGP || proto = "announced"; };\n'
                  f"  merge paths {'on' if speaker.multipath else 'off'};\n"
                  + ("  learn;\n" if recursive else "") + "}")
+    export = 'source = RTS_BGP || proto = "announced"'
+    if directs:
+        export += f" || (source = RTS_DEVICE && net ~ [ {', '.join(map(str, directs))} ])"
     for peer in sorted(speaker.peers.values(), key=lambda p: int(p.address)):
-        lines.append(_session(speaker, peer))
+        lines.append(_session(speaker, peer, export))
     return "\n".join(lines) + "\n"
 
 
-def _session(speaker: Speaker, peer: Peer) -> str:
+def _session(speaker: Speaker, peer: Peer, export: str) -> str:
     local = peer.local_address or speaker.router_id
     ebgp = peer.asn != speaker.asn
     direct = _connected(speaker, peer.address) is not None
@@ -123,7 +122,7 @@ def _session(speaker: Speaker, peer: Peer) -> str:
                 body.append(f"  rr cluster id {speaker.cluster_id};")
     if speaker.allowas_in:
         body.append(f"  allow local as {speaker.allowas_in};")
-    channel = 'import all; export where source = RTS_BGP || proto = "announced" || proto = "announced_direct";'
+    channel = f"import all; export where {export};"
     if ebgp or peer.next_hop_self:
         channel += " next hop self ebgp;"
     if not ebgp:
@@ -152,8 +151,10 @@ def kernel_fib(netns: str) -> dict:
 
 
 def fib_of(fabric: Fabric, router: str) -> dict:
-    """The simulator's FIB of ``router`` in the same shape as :func:`kernel_fib`."""
-    return {entry.prefix: frozenset(entry.nexthops) for entry in fabric.fib(router)}
+    """The simulator's FIB of ``router`` in the same shape as :func:`kernel_fib`, less the prefixes
+    of its connected subnets: there the direct route beats BGP's, in BIRD as in the topology."""
+    connected = {subnet for subnet, _ in fabric.speaker(router).interfaces}
+    return {entry.prefix: frozenset(entry.nexthops) for entry in fabric.fib(router) if entry.prefix not in connected}
 
 
 def compare_fibs(expected: dict, kernel: dict) -> list[str]:

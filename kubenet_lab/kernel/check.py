@@ -71,6 +71,7 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
     """Build ``cluster`` in the kernel, ask every probe (or a seeded sample of ``sample``), return (total, agree).
 
     In a BGP-routed scenario each router's FIB counts as one more probe."""
+    from .bird import fib_of
     from .lab import KernelLab
 
     chosen = probes(cluster)
@@ -84,7 +85,7 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
             routers = sorted(lab.fabric.speakers)
             for name in routers:
                 lines = disagreements.get(name)
-                count = len(lab.fabric.fib(name))
+                count = len(fib_of(lab.fabric, name))
                 verdict = (f"DISAGREE: {'; '.join(lines)}" if lines else
                            f"agree: the kernel's proto bird routes are the simulator's FIB ({count} prefixes)")
                 report(f"[routes] {name}: {verdict}")

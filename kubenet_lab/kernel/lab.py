@@ -175,10 +175,7 @@ class Verdict:
 class KernelLab:
     """A cluster realised in network namespaces; use as a context manager."""
 
-    def __init__(self, cluster: Cluster, prefix: str | None = None, *, kube_proxy: bool = True,
-                 fabric: Fabric | None = None):
-        """``fabric``: the BGP design BIRD realises, when not the cluster's default one
-        (:meth:`Fabric.from_cluster` with options, e.g. Service prefixes some nodes announce)."""
+    def __init__(self, cluster: Cluster, prefix: str | None = None, *, kube_proxy: bool = True):
         self.cluster = cluster
         self.topology = cluster.topology()
         self.prefix = prefix or f"knl{secrets.token_hex(3)}"
@@ -190,14 +187,10 @@ class KernelLab:
         elif kube_proxy and cluster.services and mode == "nftables":
             rules = {n.name: cluster.kube_proxy(n.name).nft_ruleset(4) for n in cluster.nodes}
         self.run_dir = run_dir(self.prefix)
-        self.fabric = fabric
+        # the BGP design BIRD realises: the converged fabric whose FIBs the walk routes by
+        self.fabric: Fabric | None = self.topology.fabric
         bird = None
-        if fabric is None and cluster.network.bgp_design != "none":
-            from ..bgp.fabric import Fabric
-
-            self.fabric = Fabric.from_cluster(cluster)
         if self.fabric is not None:
-            self.fabric.converge()
             bird = {name: str(self.run_dir) for name in self.fabric.speakers}
         self.commands: list[Command] = plan(self.topology, self.prefix, rules, proxy_mode=mode, bird=bird)
         self._servers: list[subprocess.Popen] = []

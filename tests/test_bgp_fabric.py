@@ -385,3 +385,51 @@ def test_load_balancer_vips_are_announced_by_default():
     assert ("192.168.100.2 proto bird nexthop via 192.168.0.12 dev eth0 weight 1 "
             "nexthop via 192.168.0.13 dev eth0 weight 1") in fabric.routes("node-1")
     assert not any(r.startswith("192.168.100.1 ") for r in fabric.routes("node-1"))   # its own route wins
+
+
+@pytest.mark.parametrize("cni, announced", [
+    # Calico's BIRD exports every route inside an IPPool (confd bird_ipam.cfg, calico_export_to_bgp_peers)
+    ("calico-bgp", True), ("calico-ipip", True),
+    # no BGP daemon of the CNI: Calico VXLAN runs with calico_backend: vxlan (no BIRD), flanneld speaks
+    # no BGP; the sessions are MetalLB's, which advertises Services only; Cilium's BGP control plane
+    # advertises a PodCIDR only when a CiliumBGPAdvertisement asks (exportPodCIDR defaults to false)
+    ("calico-vxlan", False), ("flannel-vxlan", False), ("cilium-vxlan", False), ("cilium-geneve", False),
+])
+def test_nodes_announce_pod_prefixes_only_where_the_cni_routes_them_over_bgp(cni, announced):
+    ipam = "calico" if cni.startswith("calico") else "host-local"
+    c = Cluster(cni=cni, ipam=ipam, bgp_design="full-mesh")
+    for i in (1, 2):
+        c.add_node(f"node-{i}")
+        c.add_pod(f"p-{i}", node=f"node-{i}")          # a pod, so Calico IPAM gives the node a block
+    pods = set(c.node("node-1").pod_cidrs) or set(c.blocks("node-1"))
+    assert pods
+    fabric = Fabric.from_cluster(c)
+    fabric.converge()
+    assert (set(fabric.speaker("node-1").originated) == pods) is announced
+    assert (pods <= set(fabric.speaker("node-2").loc_rib)) is announced
+    # the option overrides the CNI's default either way
+    forced = Fabric.from_cluster(c, announce_pods=not announced)
+    assert (set(forced.speaker("node-1").originated) == pods) is (not announced)
+
+
+def test_an_overlay_fabric_carries_the_vips_alone():
+    c = Cluster(cni="flannel-vxlan", racks=RACKS, bgp_design="per-rack-ebgp",
+                load_balancer_pools=[{"name": "edge", "addresses": ["192.168.100.0/28"], "avoidBuggyIPs": True}])
+    for i in range(1, 5):
+        c.add_node(f"node-{i}", rack="rack-1" if i <= 2 else "rack-2")
+    c.add_pod("web-1", node="node-2", labels={"app": "web"})
+    c.add_service("web", selector={"app": "web"}, port=80, type="LoadBalancer")
+    fabric = Fabric.from_cluster(c)
+    fabric.converge()
+    # externalTrafficPolicy Cluster: every node announces 192.168.100.1/32 (MetalLB ShouldAnnounce), so
+    # tor-1 has it over node-1 and node-2 (equal AS_PATH length 1, different router IDs: ECMP)
+    vip = ip_network("192.168.100.1/32")
+    assert [str(e) for e in fabric.fib("tor-1")] == [
+        "192.168.2.0/24 via 172.31.255.0 dev uplink proto bgp",
+        "192.168.100.1 proto bgp nexthop via 192.168.1.11 dev rack weight 1 nexthop via 192.168.1.12 dev rack weight 1"]
+    assert {e.prefix for e in fabric.fib("spine")} == {ip_network("192.168.1.0/24"), ip_network("192.168.2.0/24"), vip}
+
+
+def test_announce_pods_must_be_a_bool():
+    with pytest.raises(InvalidValue, match="announce_pods"):
+        Fabric.from_cluster(flat(2, bgp_design="full-mesh"), announce_pods="yes")

@@ -25,6 +25,35 @@ from a :class:`~kubenet_lab.cluster.Cluster` (datapath.md §2.1, §2.7):
 Addresses follow :mod:`kubenet_lab.overlay.topology`: a node speaks from its
 InternalIP, a ToR from its rack subnet's .1 to the nodes and from the .1 of
 its /31 uplink (link i of 172.31.255.0/24) to the spine, which holds the .0.
+**What a node announces.** A node's speaker announces its pod prefixes (podCIDR
+or Calico blocks) only where BGP is what carries pod traffic across the
+underlay; ``announce_pods=`` says so explicitly, and defaults from the
+cluster's ``cni`` (:data:`ANNOUNCES_POD_PREFIXES`):
+
+* Calico with BIRD (``calico-bgp``, ``calico-ipip``): yes. confd's
+  ``bird_ipam.cfg`` template, ``calico_export_to_bgp_peers``, accepts every
+  route inside an IPPool's CIDR unless the pool sets ``disableBGPExport``.
+* Calico VXLAN (``calico-vxlan``): no. The VXLAN install runs with
+  ``calico_backend: vxlan``, i.e. without BIRD: Felix programs the routes to
+  the other nodes' blocks itself (the same template's
+  ``calico_kernel_programming`` even refuses VXLAN pools' routes when BIRD
+  runs), so the BGP sessions a design adds are MetalLB's. A Calico cluster that
+  keeps ``calico_backend: bird`` beside VXLAN pools does export its blocks:
+  pass ``announce_pods=True``.
+* flannel: no. flanneld speaks no BGP; on bare metal the BGP is MetalLB's,
+  whose speaker announces Services only (``IPAddressPool`` addresses selected
+  by a ``BGPAdvertisement``), never a podCIDR.
+* Cilium (``cilium-vxlan``, ``cilium-geneve``): no. Its BGP control plane
+  advertises a node's PodCIDR only when asked (a ``CiliumBGPAdvertisement`` of
+  ``advertisementType: PodCIDR``; ``exportPodCIDR: true`` in the older
+  ``CiliumBGPPeeringPolicy``, whose default is false).
+* ``native-routing``: yes, BGP is how the other routers learn the pod prefixes.
+
+The LoadBalancer /32s below are announced either way: on an overlay cluster
+they are the *only* BGP routes, and a client outside reaches a VIP through the
+ToRs' ECMP route to a node, whose kube-proxy hands the packet to a pod over the
+overlay.
+
 ``external_peers=[(address, asn), ...]`` adds data-centre routers
 (``external-1``, ...; a third item names one) that every node peers with, like
 Calico's global BGPPeer or MetalLB's ``BGPPeer``.
@@ -91,7 +120,8 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
 
 __all__ = ["Fabric", "Convergence", "Message", "Sent", "TimelineEntry", "Session", "DESIGNS",
-           "SPINE", "DEFAULT_SPINE_ASN", "DEFAULT_TOR_ASN_BASE", "load_balancer_announcements"]
+           "SPINE", "DEFAULT_SPINE_ASN", "DEFAULT_TOR_ASN_BASE", "ANNOUNCES_POD_PREFIXES",
+           "load_balancer_announcements"]
 
 DESIGNS = ("full-mesh", "route-reflectors", "per-rack-ebgp")
 #: The spine router's name, as in overlay/topology.py.
@@ -101,6 +131,17 @@ DEFAULT_SPINE_ASN = 65100
 #: ToR AS when the rack gives none: 65000 + rack number (rack-1 -> 65001).
 DEFAULT_TOR_ASN_BASE = 65000
 _FABRIC = ip_network(FABRIC_SUBNET)
+#: Per ClusterNetwork ``cni``: does the node's BGP speaker announce its pod prefixes? The default of
+#: :meth:`Fabric.from_cluster`'s ``announce_pods=``; the module docstring gives each source.
+ANNOUNCES_POD_PREFIXES = {
+    "calico-bgp": True,         # BIRD exports the IPPool's blocks (bird_ipam.cfg)
+    "calico-ipip": True,        # BIRD too: IP-in-IP mode distributes the blocks over BGP
+    "calico-vxlan": False,      # calico_backend: vxlan, no BIRD; Felix programs the routes
+    "flannel-vxlan": False,     # flanneld speaks no BGP; MetalLB announces Services only
+    "cilium-vxlan": False,      # Cilium BGP: PodCIDR only with a CiliumBGPAdvertisement asking for it
+    "cilium-geneve": False,
+    "native-routing": True,     # BGP is how the underlay learns the pod prefixes
+}
 
 
 @dataclass(frozen=True)
@@ -605,8 +646,8 @@ class Fabric:
                      route_reflectors: Iterable[str] | str | None = None, cluster_id: object = None,
                      node_asn: str | Mapping[str, int] = "per-rack", spine_asn: int = DEFAULT_SPINE_ASN,
                      allowas_in: int = 0, external_peers: Iterable[tuple[object, int]] = (),
-                     services: Mapping[str, Iterable[object]] | None = None, multipath_relax: bool = True,
-                     allow_public_asn: bool = False) -> Fabric:
+                     services: Mapping[str, Iterable[object]] | None = None, announce_pods: bool | None = None,
+                     multipath_relax: bool = True, allow_public_asn: bool = False) -> Fabric:
         """The speakers and sessions of one design (default: the cluster's ``bgp.design``).
 
         Args:
@@ -621,6 +662,9 @@ class Fabric:
             services: {node: [prefix, ...]}: extra prefixes a node announces (service IPs);
                 default: the LoadBalancer /32s MetalLB would announce
                 (:func:`load_balancer_announcements`), which :meth:`sync` keeps up to date.
+            announce_pods: whether each node announces its podCIDR (or Calico blocks); default:
+                what the cluster's CNI does (:data:`ANNOUNCES_POD_PREFIXES`, see the module
+                docstring): yes where BGP routes the pods, no on an overlay.
             multipath_relax: ToRs and spine use ECMP across neighbour ASes
                 (``bgp bestpath as-path multipath-relax``, what RFC 7938 fabrics set).
             allow_public_asn: accept public AS numbers for the cluster's own routers.
@@ -629,8 +673,13 @@ class Fabric:
         if design not in DESIGNS:
             raise InvalidValue("Fabric", "design", design, "must be one of " + ", ".join(DESIGNS)
                                + " (ClusterNetwork spec.bgp.design)")
+        if announce_pods is None:
+            announce_pods = ANNOUNCES_POD_PREFIXES[cluster.network.cni]
+        elif not isinstance(announce_pods, bool):
+            raise InvalidValue("Fabric", "announce_pods", announce_pods, "must be True, False or None (the CNI's "
+                               "default)")
         plan = _Plan(cluster, design, route_reflectors, cluster_id, node_asn, spine_asn, allowas_in,
-                     external_peers, services, multipath_relax, allow_public_asn)
+                     external_peers, services, announce_pods, multipath_relax, allow_public_asn)
         fabric = cls()
         fabric._plan = plan
         plan.build(fabric, cluster)
@@ -641,9 +690,10 @@ class _Plan:
     """How one design turns cluster nodes into speakers and sessions (also used by :meth:`Fabric.join`)."""
 
     def __init__(self, cluster, design, route_reflectors, cluster_id, node_asn, spine_asn, allowas_in,
-                 external_peers, services, multipath_relax, allow_public_asn):
+                 external_peers, services, announce_pods, multipath_relax, allow_public_asn):
         net = cluster.network
         self.design = design
+        self.announce_pods = announce_pods
         self.asn = check_asn("ClusterNetwork", "spec.bgp.asn", net.bgp_asn)
         self.allow_public = allow_public_asn
         self._private("ClusterNetwork", "spec.bgp.asn", self.asn)
@@ -802,9 +852,10 @@ class _Plan:
         cluster_id = self.cluster_id if self.design == "route-reflectors" and node.name in self.reflectors else None
         speaker = fabric.add_speaker(node.name, node.ip, asn, proto="bird", interfaces=[(subnet, "eth0")],
                                      gateway=gateway, allowas_in=self.allowas_in, cluster_id=cluster_id)
-        for prefix in list(node.pod_cidrs) or cluster.blocks(node.name):
-            if prefix.version == 4:
-                speaker.originate(prefix)
+        if self.announce_pods:
+            for prefix in list(node.pod_cidrs) or cluster.blocks(node.name):
+                if prefix.version == 4:
+                    speaker.originate(prefix)
         for prefix in self.services.get(node.name, ()):
             speaker.originate(prefix)
         existing = list(self.nodes)

@@ -38,21 +38,32 @@ Per CNI, what the agent programs on each node for every *remote* node
   an eBPF tunnel map entry ``<podCIDR> → <node IP>``, no FDB.
 * native routing: ``<podCIDR> via <node IP> dev eth0``.
 
-**BGP-routed clusters.** When the scenario names a BGP design
-(``spec.bgp.design``) and pods are routed natively (``calico-bgp``,
-``native-routing``, or CrossSubnet/DirectRouting between the ToRs), the routes
-BGP installs come from the converged :class:`~kubenet_lab.bgp.fabric.Fabric`
-of that design, built once per topology on first use (:attr:`Topology.fabric`):
-each ToR's and the spine's, and on natively routed nodes the node's own
-(``proto bird``, as Calico's BIRD labels them; ``proto bgp`` on the routers,
-as FRR does). A prefix BGP reaches over several next hops becomes one
-multipath route, and a LoadBalancer VIP announced by several nodes
-(:func:`~kubenet_lab.bgp.fabric.load_balancer_announcements`) an ECMP /32.
-A BGP route for a prefix the namespace has as a connected subnet is left
+**Clusters with a BGP design.** When the scenario names a BGP design
+(``spec.bgp.design``), the routes BGP installs come from the converged
+:class:`~kubenet_lab.bgp.fabric.Fabric` of that design, built once per
+topology on first use (:attr:`Topology.fabric`): each ToR's and the spine's
+(``proto bgp``, as FRR labels them), and on nodes whose pods are routed
+natively (``calico-bgp``, ``native-routing``) the node's own (``proto bird``,
+as Calico's BIRD labels them). A prefix BGP reaches over several next hops
+becomes one multipath route, and a LoadBalancer VIP announced by several
+nodes (:func:`~kubenet_lab.bgp.fabric.load_balancer_announcements`) an ECMP
+/32. A BGP route for a prefix the namespace has as a connected subnet is left
 out, as BIRD's ``direct`` protocol (preference 240) beats BGP (100).
-Designs without ToR speakers (a full mesh or node reflectors in racks) leave
-the ToRs and spine the routes the pod prefixes imply, as the underlay's own
-routing would; so do clusters without a BGP design.
+
+On an overlay (flannel or Calico VXLAN, Cilium in tunnel mode) the nodes
+announce no pod prefix (the fabric's ``announce_pods`` default, see
+:mod:`kubenet_lab.bgp.fabric`): the routers learn only the LoadBalancer /32s
+(MetalLB, or Cilium's BGP control plane advertising Service IPs), and the
+nodes keep the tunnel routes their agent programs, a MetalLB speaker
+installing nothing it hears.
+
+Without ToR speakers (no BGP design, or a full mesh or node reflectors in
+racks) the ToRs and spine get the routes the pod prefixes imply, as the
+underlay's own routing would, but only where pods are routed natively: with
+VXLAN CrossSubnet or flannel's DirectRouting, pods of one subnet talk directly
+over it and across subnets the packets are encapsulated between node
+addresses, so the underlay knows the node subnets and nothing else (Calico
+VXLAN runs no BIRD to tell it more).
 
 **The external client** (namespace :data:`EXTERNAL`, ``"external"``, in
 clusters with a BGP design) stands for a user outside the cluster, to trace
@@ -200,7 +211,7 @@ class Topology:
     @property
     def fabric(self):
         """The converged :class:`~kubenet_lab.bgp.fabric.Fabric` the BGP routes come from (None
-        when the cluster is not BGP-routed); built on first use, once per topology."""
+        when the cluster has no BGP design); built on first use, once per topology."""
         return self._builder.fabric()
 
     @property
@@ -427,12 +438,12 @@ class _Builder:
 
     @property
     def routed_by_bgp(self) -> bool:
-        """A BGP design carries the pod prefixes across the underlay (not tunnelled everywhere)."""
+        """A BGP design carries the pod prefixes across the underlay (no encapsulation at all)."""
         return self.net.bgp_design != "none" and self.natively_routed_fabric()
 
     def fabric(self):
-        """The design's fabric, converged (computed once, on first use); None when not BGP-routed."""
-        if self._fabric is None and self.routed_by_bgp:
+        """The design's fabric, converged (computed once, on first use); None without a BGP design."""
+        if self._fabric is None and self.net.bgp_design != "none":
             from ..bgp.fabric import Fabric
 
             peers = []
@@ -596,7 +607,7 @@ class _Builder:
         entries = self.remote_entries()
         rack = self.nodes[name].rack
         speaker = None
-        if mode.encapsulation is None and self.routed_by_bgp:
+        if self.routed_by_bgp:
             subnet = self.net.rack_of(name).subnet if self.net.rack_of(name) else self.segment_subnet(self.nodes[name].ip)
             learnt, speaker = self.bgp_routes(name, [subnet])
             routes.extend(learnt)
@@ -631,7 +642,8 @@ class _Builder:
                          masquerade, node=name, bgp_speaker=speaker)
 
     def natively_routed_fabric(self) -> bool:
-        return self.mode.encapsulation is None or self.mode.same_subnet_direct
+        """Pod packets cross the underlay unencapsulated, so its routers need the pod prefixes."""
+        return self.mode.encapsulation is None
 
     def tor(self, rack) -> Namespace:
         i = self.net.racks.index(rack)

@@ -10,8 +10,16 @@ carry no logic of their own:
 * a **view**, the ordinary drawing functions of :mod:`kubenet_lab.viz` applied
   to that model; a chapter also calls it in a normal cell, so that a static copy
   of the notebook (and nbval, which has no browser) still shows the drawing;
-* the **explorer**, ipywidgets controls wired to model and view by
-  :func:`ipywidgets.interactive_output`, which redraws on every change.
+* the **explorer**, ipywidgets controls wired to model and view: on every
+  change the view draws afresh, and the figure is shown as PNG in an
+  ``Image`` widget (text beside it in an ``HTML`` widget).
+
+Why not ``interactive_output``, as chapters 03 and 07 do? Its ``Output`` area
+makes nbclient, which executes the notebooks for ``tools/refresh_notebooks.py``
+and the benchmarks, answer every captured output on the kernel's shell channel
+while it also waits there for the cell's reply; now and then the reply is only
+seen when the cell's timeout expires (jupyter/nbclient#312). ``Image`` and
+``HTML`` widgets send nothing back, and a drawing shows as it will in the browser.
 
 ========  ==============================  =========================  ===========================
 chapter   controls                        model                      view
@@ -61,13 +69,36 @@ SERVICE_NODES = ("node-1", "node-2", "node-3")
 MAX_ENDPOINTS = 8
 
 
-def _wire(show, controls: dict, rows) -> object:
-    """An ipywidgets box: ``controls`` laid out in ``rows`` (lists of their names), then the
-    output area in which ``show(**values)`` runs again whenever a control changes."""
+def _png(figure) -> bytes:
+    """The figure as PNG bytes, cropped as the inline backend crops it; the figure is closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _wire(render, controls: dict, rows, *, text: bool = False) -> object:
+    """An ipywidgets box: ``controls`` laid out in ``rows`` (lists of their names), then, when
+    ``text``, an HTML area, then the figure. ``render(**values)`` returns ``(html, figure)`` and
+    runs once now and again whenever a control changes."""
     import ipywidgets as widgets
 
-    output = widgets.interactive_output(show, controls)
-    return widgets.VBox([*(widgets.HBox([controls[name] for name in row]) for row in rows), output])
+    html = widgets.HTML()
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+
+    def update(_change=None):
+        html.value, figure = render(**{name: control.value for name, control in controls.items()})
+        image.value = _png(figure)
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([*(widgets.HBox([controls[name] for name in row]) for row in rows),
+                         *([html] if text else []), image])
 
 
 # -- chapter 01: a podCIDR per node ----------------------------------------------------------------
@@ -114,7 +145,6 @@ def podcidr_explorer(nodes: int = 3, node_mask: int = 24, pods_per_node: int = 1
     """Controls for :func:`podcidr_cluster` (a nodes slider, a ``--node-cidr-mask-size``
     dropdown, a pods-per-node slider) redrawing :func:`draw_podcidr_view`."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     controls = {
         "nodes": widgets.IntSlider(value=nodes, min=1, max=MAX_NODES, description="nodes", continuous_update=False),
@@ -124,11 +154,10 @@ def podcidr_explorer(nodes: int = 3, node_mask: int = 24, pods_per_node: int = 1
                                            description="pods/node", continuous_update=False),
     }
 
-    def show(nodes, node_mask, pods_per_node):
-        draw_podcidr_view(podcidr_cluster(nodes, node_mask, pods_per_node))
-        plt.show()
+    def render(nodes, node_mask, pods_per_node):
+        return "", draw_podcidr_view(podcidr_cluster(nodes, node_mask, pods_per_node))
 
-    return _wire(show, controls, [["nodes", "node_mask", "pods_per_node"]])
+    return _wire(render, controls, [["nodes", "node_mask", "pods_per_node"]])
 
 
 # -- chapter 02: any pod to any pod ----------------------------------------------------------------
@@ -137,8 +166,6 @@ def walk_explorer(cluster: Cluster, src: str | None = None, dst: str | None = No
     """Two dropdowns, a source pod and a destination (a pod or a node), redrawing the walk
     ``cluster.trace(src, dst, **trace_options)``: its table of hops, then :func:`draw_trace`."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     pods = [pod.name for pod in cluster.pods]
     targets = pods + [node.name for node in cluster.nodes]
@@ -149,13 +176,11 @@ def walk_explorer(cluster: Cluster, src: str | None = None, dst: str | None = No
         "dst": widgets.Dropdown(options=targets, value=dst or pods[-1], description="to"),
     }
 
-    def show(src, dst):
+    def render(src, dst):
         walk = cluster.trace(src, dst, **trace_options)
-        display(walk)
-        draw_trace(walk, cluster)
-        plt.show()
+        return walk._repr_html_(), draw_trace(walk, cluster).figure
 
-    return _wire(show, controls, [["src", "dst"]])
+    return _wire(render, controls, [["src", "dst"]], text=True)
 
 
 # -- chapter 04: a Service's pool --------------------------------------------------------------------
@@ -208,18 +233,18 @@ def draw_endpoints_view(graph: nx.DiGraph, *, title: str | None = None):
 
 
 def endpoints_explorer(endpoints: int = 3):
-    """A slider of ready endpoints for :func:`endpoints_cluster`, printing :func:`pool_rules` and
+    """A slider of ready endpoints for :func:`endpoints_cluster`, showing :func:`pool_rules` and
     redrawing :func:`draw_endpoints_view`."""
+    import html
+
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     controls = {"endpoints": widgets.IntSlider(value=endpoints, min=0, max=MAX_ENDPOINTS,
                                                description="endpoints", continuous_update=False)}
 
-    def show(endpoints):
+    def render(endpoints):
         graph = endpoints_graph(endpoints_cluster(endpoints))
-        print("\n".join(pool_rules(graph)))
-        draw_endpoints_view(graph)
-        plt.show()
+        rules = html.escape("\n".join(pool_rules(graph)))
+        return f"<pre>{rules}</pre>", draw_endpoints_view(graph).figure
 
-    return _wire(show, controls, [["endpoints"]])
+    return _wire(render, controls, [["endpoints"]], text=True)

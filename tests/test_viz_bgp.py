@@ -212,8 +212,12 @@ def test_failure_explorer_builds_widgets():
     pytest.importorskip("ipywidgets")
     c = two_rack_cluster()
     box = failure_explorer(c, routers=("node-1",))
-    dropdown = box.children[0]
+    dropdown, answer = box.children[0].children[0], box.children[1]
     assert dropdown.options[0] == "link tor-1 - spine down"
+    assert "$ ip route (BGP) on node-1" in answer.value
+    before = answer.value
+    dropdown.value = dropdown.options[1]
+    assert answer.value != before and "$ ip route (BGP) on node-1" in answer.value
 
 
 def test_flat_cluster_without_racks_offers_no_link_events():

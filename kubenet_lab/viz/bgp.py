@@ -398,10 +398,11 @@ def failure_model(cluster: Cluster, event: tuple, **options) -> tuple[Fabric, Co
 
 def failure_explorer(cluster: Cluster, routers: Iterable[str] = (), **options):
     """An ipywidgets box: a dropdown of :func:`failure_events`, wired to :func:`failure_model`;
-    the output area prints the event's record, its timeline and the FIBs of ``routers``."""
+    the text area below shows the event's timeline and the FIBs of ``routers``."""
     import ipywidgets as widgets
 
     from ..bgp.fabric import Fabric
+    from .explorers import text_explorer
 
     base = Fabric.from_cluster(cluster, **options)
     events = failure_events(base, cluster)
@@ -409,9 +410,8 @@ def failure_explorer(cluster: Cluster, routers: Iterable[str] = (), **options):
 
     def show(label):
         fabric, result = failure_model(cluster, events[label], **options)
-        print(timeline_table(result).text())
-        for router in routers:
-            if router in fabric.speakers:
-                print(f"\n$ ip route (BGP) on {router}\n" + "\n".join(fabric.routes(router)))
+        return timeline_table(result).text() + "".join(
+            f"\n\n$ ip route (BGP) on {router}\n" + "\n".join(fabric.routes(router))
+            for router in routers if router in fabric.speakers)
 
-    return widgets.VBox([choice, widgets.interactive_output(show, {"label": choice})])
+    return text_explorer(show, {"label": choice}, [["label"]])

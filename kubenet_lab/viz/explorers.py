@@ -14,7 +14,7 @@ carry no logic of their own:
   change the view draws afresh, and the figure is shown as PNG in an
   ``Image`` widget (text beside it in an ``HTML`` widget).
 
-Why not ``interactive_output``, as chapters 03 and 07 do? Its ``Output`` area
+Why not ``interactive_output``? Its ``Output`` area
 makes nbclient, which executes the notebooks for ``tools/refresh_notebooks.py``
 and the benchmarks, answer every captured output on the kernel's shell channel
 while it also waits there for the cell's reply; now and then the reply is only
@@ -29,9 +29,9 @@ chapter   controls                        model                      view
 04        ready endpoints                 :func:`endpoints_cluster`  :func:`pool_rules`, ``draw_chain_graph``
 ========  ==============================  =========================  ===========================
 
-Chapter 03's failure explorer and chapter 07's MTU explorer print their answer
-instead of drawing it; they live beside their models in :mod:`kubenet_lab.viz.bgp`
-and :mod:`kubenet_lab.viz.mtu`.
+Chapter 03's failure explorer and chapter 07's MTU explorer answer in text
+instead of a drawing (:func:`text_explorer`); they live beside their models in
+:mod:`kubenet_lab.viz.bgp` and :mod:`kubenet_lab.viz.mtu`.
 
 >>> c = podcidr_cluster(nodes=5, node_mask=26)
 >>> [str(n.pod_cidr) for n in c.nodes][-2:]   # slot 4 of /26s starts the next /24
@@ -81,24 +81,34 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def _wire(render, controls: dict, rows, *, text: bool = False) -> object:
+def _wire(render, controls: dict, rows, *, text: bool = False, figure: bool = True) -> object:
     """An ipywidgets box: ``controls`` laid out in ``rows`` (lists of their names), then, when
-    ``text``, an HTML area, then the figure. ``render(**values)`` returns ``(html, figure)`` and
-    runs once now and again whenever a control changes."""
+    ``text``, an HTML area, then, when ``figure``, the figure. ``render(**values)`` returns
+    ``(html, figure or None)`` and runs once now and again whenever a control changes."""
     import ipywidgets as widgets
 
     html = widgets.HTML()
-    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto")) if figure else None
 
     def update(_change=None):
-        html.value, figure = render(**{name: control.value for name, control in controls.items()})
-        image.value = _png(figure)
+        html.value, drawn = render(**{name: control.value for name, control in controls.items()})
+        if image is not None:
+            image.value = _png(drawn)
 
     for control in controls.values():
         control.observe(update, names="value")
     update()
     return widgets.VBox([*(widgets.HBox([controls[name] for name in row]) for row in rows),
-                         *([html] if text else []), image])
+                         *([html] if text else []), *([image] if image is not None else [])])
+
+
+def text_explorer(show, controls: dict, rows) -> object:
+    """An ipywidgets box whose answer is text: ``controls`` laid out in ``rows``, then what
+    ``show(**values)`` returns, preformatted (as a terminal would print it)."""
+    import html
+
+    return _wire(lambda **values: (f"<pre>{html.escape(show(**values))}</pre>", None), controls, rows,
+                 text=True, figure=False)
 
 
 # -- chapter 01: a podCIDR per node ----------------------------------------------------------------

@@ -300,8 +300,10 @@ def mtu_explorer_table(cases, title: str = "What happens to one packet, pod on n
 
 def mtu_explorer(underlay_mtu: int = 1500, cni: str = "flannel-vxlan", size: int = 1450, df: bool = True):
     """An ipywidgets box: underlay MTU, CNI, pod and tunnel MTU, packet size and DF, wired to
-    :func:`mtu_explorer_model`; the output area prints its verdict."""
+    :func:`mtu_explorer_model`; the text area below shows its verdict."""
     import ipywidgets as widgets
+
+    from .explorers import text_explorer
 
     controls = {
         "underlay_mtu": widgets.IntSlider(value=underlay_mtu, min=1280, max=9216, step=1, description="underlay MTU",
@@ -317,9 +319,7 @@ def mtu_explorer(underlay_mtu: int = 1500, cni: str = "flannel-vxlan", size: int
     }
 
     def show(underlay_mtu, cni, pod_mtu, tunnel_mtu, size, df):
-        print(mtu_explorer_model(underlay_mtu, cni, pod_mtu or None, size, df, tunnel_mtu_override=tunnel_mtu or None))
+        return str(mtu_explorer_model(underlay_mtu, cni, pod_mtu or None, size, df,
+                                      tunnel_mtu_override=tunnel_mtu or None))
 
-    output = widgets.interactive_output(show, controls)
-    return widgets.VBox([widgets.HBox([controls["underlay_mtu"], controls["cni"]]),
-                         widgets.HBox([controls["pod_mtu"], controls["tunnel_mtu"]]),
-                         widgets.HBox([controls["size"], controls["df"]]), output])
+    return text_explorer(show, controls, [["underlay_mtu", "cni"], ["pod_mtu", "tunnel_mtu"], ["size", "df"]])

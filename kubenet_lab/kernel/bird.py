@@ -63,7 +63,7 @@ __all__ = ["bird_config", "protocol_name", "kernel_fib", "fib_of", "compare_fibs
 
 # Timers short enough for a lab that comes up in seconds (BIRD's defaults: 5 s connect delay,
 # 120 s connect retry, 60-300 s error wait).
-_TIMERS = "  connect delay time 1;\n  connect retry time 2;\n  error wait time 1, 4;\n  hold time 9;\n"
+_TIMERS = ("  connect delay time 1;", "  connect retry time 2;", "  error wait time 1, 4;", "  hold time 9;")
 
 
 def protocol_name(peer: str) -> str:
@@ -115,11 +115,10 @@ def _session(speaker: Speaker, peer: Peer, export: str) -> str:
     direct = _connected(speaker, peer.address) is not None
     body = [f"  local {local} as {speaker.asn};", f"  neighbor {peer.address} as {peer.asn};",
             "  direct;" if direct else "  multihop;"]
-    if not ebgp:
-        if peer.route_reflector_client:
-            body.append("  rr client;")
-            if speaker.cluster_id != speaker.router_id:
-                body.append(f"  rr cluster id {speaker.cluster_id};")
+    if peer.route_reflector_client:                     # iBGP only (Fabric.connect checks it)
+        body.append("  rr client;")
+        if speaker.cluster_id != speaker.router_id:
+            body.append(f"  rr cluster id {speaker.cluster_id};")
     if speaker.allowas_in:
         body.append(f"  allow local as {speaker.allowas_in};")
     channel = f"import all; export where {export};"
@@ -127,8 +126,7 @@ def _session(speaker: Speaker, peer: Peer, export: str) -> str:
         channel += " next hop self ebgp;"
     if not ebgp:
         channel += " gateway recursive;"
-    body.append(_TIMERS.rstrip("\n"))
-    body.append(f"  ipv4 {{ {channel} }};")
+    body += [*_TIMERS, f"  ipv4 {{ {channel} }};"]
     return f"protocol bgp {protocol_name(peer.name)} {{\n" + "\n".join(body) + "\n}"
 
 

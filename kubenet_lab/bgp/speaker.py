@@ -68,7 +68,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter, is_not
+from operator import attrgetter, is_, is_not
 from typing import NamedTuple
 from ipaddress import IPv4Address, IPv4Network
 
@@ -309,6 +309,7 @@ class Outgoing(NamedTuple):
 
 
 _EMPTY: tuple = ()
+_UNDECIDED = object()      # a cache miss (None is a decision: no eligible path)
 
 
 class Speaker:
@@ -784,7 +785,9 @@ def deliver(receivers, peer_address: IPv4Address, withdrawn, arrivals) -> None:
         else:
             watch = careful
         table = tables.rib.setdefault(key, {})
-        dirty = tables.dirty.setdefault(key, {})
+        dirty = tables.dirty.get(key)
+        if dirty is None:
+            dirty = tables.dirty[key] = {}
         for i in watch:
             speaker = receivers[i]
             if ((path.ebgp and speaker.asn in asns and asns.count(speaker.asn) > speaker.allowas_in)
@@ -805,16 +808,23 @@ def deliver(receivers, peer_address: IPv4Address, withdrawn, arrivals) -> None:
                 table[speaker] = alone if paths is None else _replace(paths, peer_address, path, transitions)
             dirty[speaker] = None
         if plain:
-            olds = list(map(table.get, plain))
-            if olds.count(None) == len(olds):
+            if table.keys().isdisjoint(plain):    # nobody had it: stops at the first who did
                 table.update(zip(plain, repeat(alone)))
             else:
-                ids = list(map(id, olds))
-                made = dict(zip(ids, olds))       # the distinct tuples receivers hold now
-                for ident, old in made.items():
-                    made[ident] = alone if old is None else _replace(old, peer_address, path, transitions)
-                table.update(zip(plain, map(made.__getitem__, ids)))
-            dirty.update(dict.fromkeys(plain))
+                olds = list(map(table.get, plain))
+                first = olds[0]
+                if first is not None and all(map(is_, olds, repeat(first))):    # all hold the same tuple
+                    table.update(zip(plain, repeat(_replace(first, peer_address, path, transitions))))
+                else:
+                    ids = list(map(id, olds))
+                    made = dict(zip(ids, olds))       # the distinct tuples receivers hold now
+                    for ident, old in made.items():
+                        made[ident] = alone if old is None else _replace(old, peer_address, path, transitions)
+                    table.update(zip(plain, map(made.__getitem__, ids)))
+            if dirty:
+                dirty.update(zip(plain, repeat(None)))
+            else:
+                dirty = tables.dirty[key] = dict.fromkeys(plain)
         if not table:
             del tables.rib[key]
         if not dirty:
@@ -893,6 +903,7 @@ class Tables:
         records = []
         for key, receivers in work:
             speakers = list(receivers)
+            count = len(speakers)
             table = self.rib.get(key, {})
             candidates = list(map(table.get, speakers, repeat(_EMPTY)))
             local = self.local.get(key)
@@ -904,15 +915,23 @@ class Tables:
             if len(self.profiles) == 1 or all(s._profile == profile for s in speakers):
                 # one decision per distinct candidate tuple, then a C-level lookup for everyone
                 cache = self.decisions.setdefault(profile, {})
-                ids = list(map(id, candidates))
-                missing = set(ids).difference(cache)
-                if missing:
-                    by_id = dict(zip(ids, candidates))
-                    for ident in missing:
-                        paths = by_id[ident]
-                        cache[ident] = _decision(paths, *profile)
-                        self.alive[ident] = paths      # keeps the id from being reused while cached
-                news = list(map(cache.__getitem__, ids))
+                first = candidates[0]
+                if all(map(is_, candidates, repeat(first))):     # one tuple for all (a fan-out's usual case)
+                    decision = cache.get(id(first), _UNDECIDED)
+                    if decision is _UNDECIDED:
+                        decision = cache[id(first)] = _decision(first, *profile)
+                        self.alive[id(first)] = first  # keeps the id from being reused while cached
+                    news = [decision] * count
+                else:
+                    ids = list(map(id, candidates))
+                    missing = set(ids).difference(cache)
+                    if missing:
+                        by_id = dict(zip(ids, candidates))
+                        for ident in missing:
+                            paths = by_id[ident]
+                            cache[ident] = _decision(paths, *profile)
+                            self.alive[ident] = paths
+                    news = list(map(cache.__getitem__, ids))
             else:
                 news = []
                 for paths, profile in zip(candidates, map(_PROFILE, speakers)):
@@ -921,40 +940,57 @@ class Tables:
                         cache[id(paths)] = _decision(paths, *profile)
                         self.alive[id(paths)] = paths
                     news.append(cache[id(paths)])
-            loc = self.loc.setdefault(key, {})
-            olds = list(map(loc.get, speakers))
-            flags = list(map(is_not, olds, news))
-            if False in flags:
-                changed = tuple(compress(speakers, flags))
-                if not changed:
-                    if not loc:
-                        del self.loc[key]
-                    continue
-                olds, news = tuple(compress(olds, flags)), tuple(compress(news, flags))
+            loc = self.loc.get(key)
+            if loc is None:                                    # nobody had a route: all that have one changed
+                everyone = all(news)
+                if everyone:
+                    changed, news = tuple(speakers), tuple(news)
+                else:
+                    changed = tuple(compress(speakers, news))
+                    if not changed:
+                        continue
+                    news = tuple(filter(None, news))
+                olds = (None,) * len(changed)
             else:
-                changed, olds, news = tuple(speakers), tuple(olds), tuple(news)
-            if None in news:
+                olds = list(map(loc.get, speakers))
+                flags = list(map(is_not, olds, news))
+                everyone = False not in flags
+                if everyone:
+                    changed, olds, news = tuple(speakers), tuple(olds), tuple(news)
+                else:
+                    changed = tuple(compress(speakers, flags))
+                    if not changed:
+                        continue
+                    olds, news = tuple(compress(olds, flags)), tuple(compress(news, flags))
+            if not all(news):                                  # some lost their last route
                 for speaker, new in zip(changed, news):
                     if new is None:
                         del loc[speaker]
                 loc.update((s, n) for s, n in zip(changed, news) if n is not None)
                 if not loc:
                     del self.loc[key]
+            elif loc is None:
+                self.loc[key] = dict(zip(changed, news))
             else:
                 loc.update(zip(changed, news))
             records.append((key, changed, olds, news))
             # RFC 4271 §9.2: a speaker that neither reflects nor has eBGP peers only sends its
             # own routes, so only exporters and originators need to look at the change
-            concerned = self.exporters.intersection(changed)
+            if everyone and len(self.exporters) < len(changed):
+                concerned = {s for s in self.exporters if s in receivers}
+            else:
+                concerned = self.exporters.intersection(changed)
             touched = self.touched.pop(key, None) if only is None else self.touched.get(key)
             if touched:
                 concerned |= touched.intersection(changed)
                 if only is not None:
                     touched.discard(only)
-            for speaker in sorted(concerned, key=changed.index):
-                i = changed.index(speaker)
-                speaker._changes.append(((news[i] or olds[i]).best.prefix, olds[i], news[i]))
-                self.exporting[speaker] = None
+            if concerned:
+                at = {speaker: changed.index(speaker) for speaker in concerned}
+                for speaker in sorted(concerned, key=at.__getitem__):
+                    i = at[speaker]
+                    speaker._changes.append(((news[i] or olds[i]).best.prefix, olds[i], news[i]))
+                    self.exporting[speaker] = None
         return records
 
 

@@ -121,8 +121,8 @@ def test_every_session_is_established(lab):
 
 
 @root_only
-def test_kernel_routes_are_the_fabrics_and_rfc_4271s(lab, cluster):
-    assert lab.route_disagreements() == {}
+def test_kernel_routes_are_the_fabrics_the_walks_and_rfc_4271s(lab, cluster):
+    assert lab.route_disagreements(walk=True) == {}
     netns = {name: lab.names.netns(name, lab.topology.kinds[name]) for name in ("node-1", "tor-1", "spine")}
     spine = kernel_fib(netns["spine"])
     for node, rack in RACK_OF.items():   # the spine reaches each block through that rack's ToR

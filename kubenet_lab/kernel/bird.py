@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from ..bgp.fabric import Fabric
     from ..bgp.speaker import Peer, Speaker
 
-__all__ = ["bird_config", "protocol_name", "kernel_fib", "fib_of", "compare_fibs"]
+__all__ = ["bird_config", "protocol_name", "kernel_fib", "fib_of", "walk_fib", "compare_fibs"]
 
 # Timers short enough for a lab that comes up in seconds (BIRD's defaults: 5 s connect delay,
 # 120 s connect retry, 60-300 s error wait).
@@ -155,13 +155,22 @@ def fib_of(fabric: Fabric, router: str) -> dict:
     return {entry.prefix: frozenset(entry.nexthops) for entry in fabric.fib(router) if entry.prefix not in connected}
 
 
-def compare_fibs(expected: dict, kernel: dict) -> list[str]:
-    """One line per prefix where the kernel and the simulator differ (empty: they agree)."""
+def walk_fib(namespace) -> dict:
+    """The BGP routes the packet walk forwards by in one topology namespace (``proto bird`` or
+    ``bgp``, unicast), in the same shape as :func:`kernel_fib`."""
+    from .plan import LEARNT_PROTOS
+
+    return {ip_network(r.dst): frozenset(r.nexthops or ((r.via, r.dev),)) for r in namespace.routes
+            if r.proto in LEARNT_PROTOS and r.type == "unicast" and r.via is not None}
+
+
+def compare_fibs(expected: dict, kernel: dict, model: str = "simulator") -> list[str]:
+    """One line per prefix where the kernel and the ``model`` differ (empty: they agree)."""
     lines = []
     for prefix in sorted(set(expected) | set(kernel), key=lambda p: (int(p.network_address), p.prefixlen)):
         want, got = expected.get(prefix), kernel.get(prefix)
         if want != got:
-            lines.append(f"{prefix}: simulator {_hops(want)}, kernel {_hops(got)}")
+            lines.append(f"{prefix}: {model} {_hops(want)}, kernel {_hops(got)}")
     return lines
 
 

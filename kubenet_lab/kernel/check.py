@@ -7,8 +7,9 @@
   real rules (iptables or nftables mode), loaded in every node, must hand the connection to one
   of them, or to nobody;
 * in a BGP-routed scenario, first, each router's routes as BIRD learnt them against the
-  simulated fabric's FIB (:meth:`~kubenet_lab.kernel.lab.KernelLab.route_disagreements`): the
-  probes then travel over routes BIRD installed.
+  simulated fabric's FIB and the tables the walk forwards by
+  (:meth:`~kubenet_lab.kernel.lab.KernelLab.route_disagreements`): the probes then travel over
+  routes BIRD installed.
 
 :func:`run_check` is what ``kubenet-lab lab check`` runs; :func:`random_cluster` makes the seeded
 random scenarios of the differential tests.
@@ -81,13 +82,14 @@ def run_check(cluster: Cluster, *, report: Callable[[str], None] = lambda line: 
     with KernelLab(cluster) as lab:
         routers = []
         if lab.fabric is not None:
-            disagreements = lab.route_disagreements()
+            disagreements = lab.route_disagreements(walk=True)
             routers = sorted(lab.fabric.speakers)
             for name in routers:
                 lines = disagreements.get(name)
                 count = len(fib_of(lab.fabric, name))
                 verdict = (f"DISAGREE: {'; '.join(lines)}" if lines else
-                           f"agree: the kernel's proto bird routes are the simulator's FIB ({count} prefixes)")
+                           f"agree: the kernel's proto bird routes are the fabric's FIB and the walk's "
+                           f"({count} prefixes)")
                 report(f"[routes] {name}: {verdict}")
                 agree += not lines
         if any(p.kind == "service" for p in chosen):

@@ -335,14 +335,19 @@ class KernelLab:
             time.sleep(0.2)
         return time.monotonic() - start
 
-    def route_disagreements(self) -> dict[str, list[str]]:
+    def route_disagreements(self, *, walk: bool = False) -> dict[str, list[str]]:
         """Per router of the fabric, where its kernel routes (``proto bird``) differ from the
-        simulator's FIB (prefix -> next-hop set); routers that agree are left out."""
-        from .bird import compare_fibs, fib_of, kernel_fib
+        simulator's FIB now (prefix -> next-hop set), and with ``walk`` also from the tables the
+        packet walk forwards by (the topology's, built when the lab was); routers that agree are
+        left out."""
+        from .bird import compare_fibs, fib_of, kernel_fib, walk_fib
 
         found = {}
         for name in self.fabric.speakers:
-            lines = compare_fibs(fib_of(self.fabric, name), kernel_fib(self.names.netns(name, self.topology.kinds[name])))
+            kernel = kernel_fib(self.names.netns(name, self.topology.kinds[name]))
+            lines = compare_fibs(fib_of(self.fabric, name), kernel)
+            if walk:
+                lines += compare_fibs(walk_fib(self.topology[name]), kernel, "walk")
             if lines:
                 found[name] = lines
         return found

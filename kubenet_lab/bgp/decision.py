@@ -265,6 +265,9 @@ def best_path(candidates, *, local_as: int | None = None, always_compare_med: bo
 
     def keep(step: Step, survivors: list[Path]) -> None:
         nonlocal paths, last_step
+        if len(survivors) == len(paths):     # nobody dropped at this step
+            paths = survivors
+            return
         kept = {id(p) for p in survivors}
         dropped = sorted((p for p in paths if id(p) not in kept), key=lambda p: _address_key(p.peer_address))
         eliminated.extend((p, step) for p in dropped)
@@ -273,8 +276,9 @@ def best_path(candidates, *, local_as: int | None = None, always_compare_med: bo
         paths = survivors
 
     def keep_lowest(step: Step, key) -> None:
-        lowest = min(key(p) for p in paths)
-        keep(step, [p for p in paths if key(p) == lowest])
+        keys = list(map(key, paths))
+        lowest = min(keys)
+        keep(step, [p for p, k in zip(paths, keys) if k == lowest])
 
     keep(Step.NEXT_HOP_UNRESOLVABLE, [p for p in paths if p.igp_cost is not None])
     if local_as is not None:

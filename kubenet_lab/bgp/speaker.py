@@ -565,6 +565,10 @@ class Speaker:
         changes, self._changes = self._changes, []
         if not changes:
             return []
+        # what we export depends on the best path alone: changes that kept it (new ECMP siblings,
+        # another candidate arriving) send nothing
+        changes = [(prefix, old, new) for prefix, old, new in changes
+                   if old is None or new is None or old.best is not new.best]
         messages = []
         for group, members in self.groups().items():
             up = members if len(self.established) == len(self.peers) else [m for m in members
@@ -760,28 +764,34 @@ def deliver(receivers, peer_address: IPv4Address, withdrawn, arrivals) -> None:
     # on eBGP everyone (AS_PATH loop); the originator is found by router ID.
     count = len(receivers)
     careful = set()
-    if tables.careful:
-        flags = list(map(tables.careful.__contains__, receivers))
-        if True in flags:
-            careful.update(compress(range(count), flags))
-    mask = [True] * count
-    for i in careful:
-        mask[i] = False
-    careful_plain = list(compress(receivers, mask))
+    careful_plain = receivers
+    # one pass finds the careful receivers and those that originated a path (RFC 4456 §8)
+    originators = {tables.by_rid[o] for o in {a[3] for a in arrivals} if o in tables.by_rid}
+    lookout = tables.careful | originators if originators else tables.careful
+    hits = lookout.intersection(receivers) if lookout else None
+    position = {}
+    if hits:
+        if len(hits) <= _FEW:       # a few among many receivers: find them, copy the rest
+            position = dict(zip(hits, map(receivers.index, hits)))
+            careful.update(sorted(i for s, i in position.items() if s in tables.careful))
+            careful_plain = list(receivers)
+            for i in sorted(careful, reverse=True):
+                del careful_plain[i]
+        else:
+            position = {s: i for i, s in enumerate(receivers) if s in hits}
+            careful.update(compress(range(count), map(tables.careful.__contains__, receivers)))
+            careful_plain = [s for s in receivers if s not in tables.careful]
     transitions = tables.transitions
     for path, key, asns, originator, clusters, alone in arrivals:
         prefix = path.prefix
         plain = careful_plain
+        extra = position.get(tables.by_rid.get(originator)) if position else None
         if path.ebgp:
             watch = range(count)
             plain = ()
-        elif (originator in tables.by_rid and tables.by_rid[originator] in receivers
-              and receivers.index(tables.by_rid[originator]) not in careful):
-            extra = receivers.index(tables.by_rid[originator])
+        elif extra is not None and extra not in careful:     # the originator, among plain receivers
             watch = careful | {extra}
-            mask[extra] = False
-            plain = list(compress(receivers, mask))
-            mask[extra] = True
+            plain = [s for i, s in enumerate(receivers) if i not in watch]
         else:
             watch = careful
         table = tables.rib.setdefault(key, {})
@@ -832,6 +842,8 @@ def deliver(receivers, peer_address: IPv4Address, withdrawn, arrivals) -> None:
 
 
 _PROFILE = attrgetter("_profile")
+#: Up to this many careful receivers among an UPDATE's are looked up one by one.
+_FEW = 8
 
 
 class Tables:
@@ -915,13 +927,16 @@ class Tables:
             if len(self.profiles) == 1 or all(s._profile == profile for s in speakers):
                 # one decision per distinct candidate tuple, then a C-level lookup for everyone
                 cache = self.decisions.setdefault(profile, {})
-                first = candidates[0]
-                if all(map(is_, candidates, repeat(first))):     # one tuple for all (a fan-out's usual case)
-                    decision = cache.get(id(first), _UNDECIDED)
-                    if decision is _UNDECIDED:
-                        decision = cache[id(first)] = _decision(first, *profile)
-                        self.alive[id(first)] = first  # keeps the id from being reused while cached
-                    news = [decision] * count
+                # a fan-out's receivers mostly share one tuple (the watched few, first or last, may not)
+                common = candidates[count // 2]
+                same = list(map(is_, candidates, repeat(common)))
+                odd = same.count(False)
+                if odd * 4 <= count:
+                    news = [self._decided(cache, common, profile)] * count
+                    i = -1
+                    for _ in range(odd):
+                        i = same.index(False, i + 1)
+                        news[i] = self._decided(cache, candidates[i], profile)
                 else:
                     ids = list(map(id, candidates))
                     missing = set(ids).difference(cache)
@@ -992,6 +1007,14 @@ class Tables:
                     speaker._changes.append(((news[i] or olds[i]).best.prefix, olds[i], news[i]))
                     self.exporting[speaker] = None
         return records
+
+    def _decided(self, cache: dict, paths: tuple, profile: tuple) -> Decision | None:
+        """The decision for one candidate tuple, from the cache or made (and cached) now."""
+        decision = cache.get(id(paths), _UNDECIDED)
+        if decision is _UNDECIDED:
+            decision = cache[id(paths)] = _decision(paths, *profile)
+            self.alive[id(paths)] = paths          # keeps the id from being reused while cached
+        return decision
 
 
 def _decision(paths: tuple[Path, ...], local_as: int | None, relax: bool) -> Decision | None:

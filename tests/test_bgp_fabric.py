@@ -433,3 +433,17 @@ def test_an_overlay_fabric_carries_the_vips_alone():
 def test_announce_pods_must_be_a_bool():
     with pytest.raises(InvalidValue, match="announce_pods"):
         Fabric.from_cluster(flat(2, bgp_design="full-mesh"), announce_pods="yes")
+
+
+def test_table_version_counts_best_path_changes_not_rows():
+    """FRR/Cisco ``BGP table version``: +1 per Loc-RIB change, so a flap shows in it, not in the row count."""
+    fabric = Fabric.from_cluster(flat(3, bgp_design="full-mesh"))
+    fabric.converge()
+    # node-1: its own podCIDR, then node-2's and node-3's: three changes, three rows
+    assert fabric.speaker("node-1").table_version == 3
+    fabric.session_down("node-1", "node-2")          # node-2's podCIDR leaves node-1's Loc-RIB: 4
+    fabric.session_up("node-1", "node-2")            # and comes back: 5
+    table = fabric.show_ip_bgp("node-1")
+    assert table.header.startswith("BGP table version is 5, local router ID is 192.168.0.11")
+    assert len(table.table.rows) == 3
+    assert fabric.speaker("node-3").table_version == 3     # node-3 saw nothing change

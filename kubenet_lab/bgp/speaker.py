@@ -67,7 +67,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import compress, repeat
+from collections import Counter
+from itertools import chain, compress, repeat
 from operator import attrgetter, is_, is_not
 from typing import NamedTuple
 from ipaddress import IPv4Address, IPv4Network
@@ -438,6 +439,22 @@ class Speaker:
         self._tables.touch(key, self, local=True)
 
     @property
+    def table_version(self) -> int:
+        """The BGP table version ``show ip bgp`` prints: as in FRR and Cisco IOS, a counter that
+        starts at 0 and goes up by one each time the decision process changes a prefix's
+        Loc-RIB entry (a new best path, a changed ECMP set, a prefix gone), so a router whose
+        neighbours keep flapping shows a high version with few routes.
+
+        >>> s = Speaker("tor-1", "192.168.1.1", 65001)
+        >>> s.originate("192.168.1.0/24"); _ = s.decide(); s.table_version
+        1
+        >>> s.withdraw("192.168.1.0/24"); _ = s.decide(); s.originate("192.168.1.0/24"); _ = s.decide()
+        >>> s.table_version
+        3
+        """
+        return self._tables.version(self)
+
+    @property
     def originated(self) -> tuple[IPv4Network, ...]:
         return tuple(paths[0].prefix for paths in self._local.values())
 
@@ -706,7 +723,7 @@ class Speaker:
                              str(LOCAL_WEIGHT if local else 0),
                              f"{as_path} {_ORIGIN_CODE[path.origin]}" if as_path else _ORIGIN_CODE[path.origin]))
                 first = False
-        header = (f"BGP table version is {len(rows)}, local router ID is {self.router_id}, vrf id 0\n"
+        header = (f"BGP table version is {self.table_version}, local router ID is {self.router_id}, vrf id 0\n"
                   f"Default local pref {DEFAULT_LOCAL_PREF}, local AS {self.asn}\n"
                   "Status codes:  * valid, > best, = multipath, i internal\n"
                   "Origin codes:  i - IGP, e - EGP, ? - incomplete")
@@ -873,6 +890,8 @@ class Tables:
         self.profiles: set[tuple] = set()                      # the speakers' decision settings
         self.careful: set[Speaker] = set()                     # reflectors and import-filtering speakers
         self.by_rid: dict[int, Speaker] = {}
+        self.versions: Counter[Speaker] = Counter()            # Loc-RIB changes per speaker, and those
+        self.unversioned: list[tuple[Speaker, ...]] = []       # not counted yet (see table_version)
 
     def touch(self, key: int, speaker: Speaker, *, local: bool = False) -> None:
         self.dirty.setdefault(key, {})[speaker] = None
@@ -891,6 +910,8 @@ class Tables:
         self.exporters.discard(speaker)
         self.careful.discard(speaker)
         self.exporting.pop(speaker, None)
+        self.version(speaker)
+        del self.versions[speaker]
         if self.by_rid.get(speaker._rid) is speaker:
             del self.by_rid[speaker._rid]
 
@@ -989,6 +1010,7 @@ class Tables:
             else:
                 loc.update(zip(changed, news))
             records.append((key, changed, olds, news))
+            self.unversioned.append(changed)
             # RFC 4271 §9.2: a speaker that neither reflects nor has eBGP peers only sends its
             # own routes, so only exporters and originators need to look at the change
             if everyone and len(self.exporters) < len(changed):
@@ -1007,6 +1029,16 @@ class Tables:
                     speaker._changes.append(((news[i] or olds[i]).best.prefix, olds[i], news[i]))
                     self.exporting[speaker] = None
         return records
+
+    def version(self, speaker: Speaker) -> int:
+        """How many Loc-RIB changes ``speaker`` has had (its BGP table version).
+
+        Counted when asked: a convergence records which speakers each prefix's decision
+        changed for, and adding them up as it goes would cost a pass per prefix."""
+        if self.unversioned:
+            self.versions.update(chain.from_iterable(self.unversioned))
+            self.unversioned = []
+        return self.versions[speaker]
 
     def _decided(self, cache: dict, paths: tuple, profile: tuple) -> Decision | None:
         """The decision for one candidate tuple, from the cache or made (and cached) now."""

@@ -18,11 +18,17 @@ Cases (datapath.md §2.7):
 * full mesh: 499,500 sessions, each node sending its podCIDR to 999 peers
   (999,000 UPDATEs).
 
-Where the time goes (route reflectors, CPU seconds, measured with the run split by
-function): the decision process over the dirty prefixes (``Tables.decide``) and
-applying UPDATEs to the Adj-RIBs-In (``speaker.deliver``) take about 40 % each,
-building UPDATEs (``Speaker.outgoing``) about 12 %, turning UPDATEs into paths and
-looking the receivers up about 8 %.
+Where the time goes (route reflectors, measured with the run split by function,
+about 0.75 s in all): the decision process over the dirty prefixes
+(``Tables.decide``) about 40 %, a quarter of it in ``best_path`` for the three
+distinct candidate sets per prefix; applying UPDATEs to the Adj-RIBs-In
+(``speaker.deliver``) about a third; building UPDATEs (``Speaker.outgoing``) about
+12 %; turning UPDATEs into paths about 8 %. Most of what remains is building the
+thousand-entry dicts of one prefix (Adj-RIB-In, dirty set, Loc-RIB), a million
+entries per table in all. The step that goes from 1.2 s to 0.8 s: a fan-out's
+receivers all hold one candidate tuple, which is applied and decided once; the
+few careful receivers (reflectors) are found in one pass; a Loc-RIB change that
+keeps the best path exports nothing.
 """
 
 from __future__ import annotations

@@ -50,12 +50,13 @@ nodes (:func:`~kubenet_lab.bgp.fabric.load_balancer_announcements`) an ECMP
 /32. A BGP route for a prefix the namespace has as a connected subnet is left
 out, as BIRD's ``direct`` protocol (preference 240) beats BGP (100).
 
-On an overlay (flannel or Calico VXLAN, Cilium in tunnel mode) the nodes
-announce no pod prefix (the fabric's ``announce_pods`` default, see
-:mod:`kubenet_lab.bgp.fabric`): the routers learn only the LoadBalancer /32s
-(MetalLB, or Cilium's BGP control plane advertising Service IPs), and the
-nodes keep the tunnel routes their agent programs, a MetalLB speaker
-installing nothing it hears.
+On an overlay whose CNI runs no BGP daemon of its own (flannel or Calico
+VXLAN, Cilium in tunnel mode) the nodes announce no pod prefix (the fabric's
+``announce_pods`` default, see :mod:`kubenet_lab.bgp.fabric`): the routers
+learn only the LoadBalancer /32s (MetalLB, or Cilium's BGP control plane
+advertising Service IPs). Calico IP-in-IP's BIRD does announce its blocks, so
+there the routers learn them too. Either way the nodes keep the tunnel routes
+their agent programs; a MetalLB speaker installs nothing it hears.
 
 Without ToR speakers (no BGP design, or a full mesh or node reflectors in
 racks) the ToRs and spine get the routes the pod prefixes imply, as the

@@ -6,7 +6,8 @@ from a :class:`~kubenet_lab.cluster.Cluster` (datapath.md §2.1, §2.7):
 ``full-mesh``
     Calico's default ``nodeToNodeMeshEnabled: true``: every node peers iBGP
     with every other node in AS 64512, n(n-1)/2 sessions. Each node announces
-    its podCIDR (or Calico blocks) with itself as NEXT_HOP; nobody re-advertises
+    its podCIDR (or Calico blocks; see "What a node announces" below) with
+    itself as NEXT_HOP; nobody re-advertises
     what they learnt (RFC 4271 §9.2), so the mesh must be complete.
 ``route-reflectors``
     ``nodeToNodeMeshEnabled: false`` plus BGPPeers to chosen nodes with a

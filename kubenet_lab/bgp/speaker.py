@@ -873,7 +873,8 @@ class Tables:
     of them is applied in a few C-level passes instead of a thousand scattered
     ones. Equal candidate tuples are shared (``transitions``) and decided once
     (``decisions``, by ``id``; ``alive`` holds the tuples so no id is reused
-    while cached). Each speaker reads its own slice.
+    while cached). Each speaker reads its own slice. ``versions`` counts each speaker's
+    Loc-RIB changes, its BGP table version (:meth:`version`).
     """
 
     def __init__(self):
@@ -910,7 +911,7 @@ class Tables:
         self.exporters.discard(speaker)
         self.careful.discard(speaker)
         self.exporting.pop(speaker, None)
-        self.version(speaker)
+        self.version(speaker)               # count what is pending, then forget its count too
         del self.versions[speaker]
         if self.by_rid.get(speaker._rid) is speaker:
             del self.by_rid[speaker._rid]

@@ -124,4 +124,8 @@ def test_mode_costs_bars_and_explorer():
     assert "10 Services" in ax.get_title()
     plt.close(ax.figure)
     box = rules_per_packet_explorer(services=20)
-    assert box.children[0].children[0].value == 20
+    slider, image = box.children[0].children[0], box.children[1]
+    assert slider.value == 20 and bytes(image.value).startswith(b"\x89PNG")
+    before = image.value
+    slider.value = 200  # the iptables bar grows with the Services: a different picture
+    assert bytes(image.value).startswith(b"\x89PNG") and bytes(image.value) != bytes(before)

@@ -523,15 +523,13 @@ def draw_mode_costs(row: RulesPerPacket, ax=None, *, title: str | None = None):
 def rules_per_packet_explorer(services: int = 100):
     """A slider of the number of Services, redrawing :func:`draw_mode_costs` for that cluster (chapter 05)."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     from .explorers import _wire
 
     controls = {"services": widgets.IntSlider(value=services, min=10, max=MAX_EXPLORER_SERVICES, step=10,
                                               description="Services", continuous_update=False)}
 
-    def show(services):
-        draw_mode_costs(rules_per_packet((services,))[0])
-        plt.show()
+    def render(services):
+        return "", draw_mode_costs(rules_per_packet((services,))[0]).figure
 
-    return _wire(show, controls, [["services"]])
+    return _wire(render, controls, [["services"]])

@@ -132,3 +132,15 @@ def test_edge_view_tables_announcers_and_routes():
     assert rows["tor-1"] == f"{NODE_IP['node-1']}, {NODE_IP['node-2']}"
     # tor-2 learns the VIP only through the spine; the spine only from tor-1 (each ToR's .1 of its /31).
     assert rows["tor-2"].startswith("172.31.255.") and rows["spine"].startswith("172.31.255.")
+
+
+def test_edge_explorer_redraws_when_a_pod_moves():
+    pytest.importorskip("ipywidgets")
+    box = ch06.edge_explorer("Local", ["node-1", "node-3"])
+    (policy, web_1), (web_2, web_3) = (row.children for row in box.children[:2])
+    table, image = box.children[2], box.children[3]
+    assert "node-3" in table.value and bytes(image.value).startswith(b"\x89PNG")
+    before, picture = table.value, bytes(image.value)
+    web_2.value = "none"  # node-3 loses its only web pod: under Local it stops announcing the VIP
+    assert table.value == ch06.edge_view("Local", ["node-1"]).table.html() != before
+    assert bytes(image.value) != picture

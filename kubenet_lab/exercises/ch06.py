@@ -157,28 +157,20 @@ def edge_explorer(policy: str = "Local", web_nodes: Sequence[str] = ("node-1", "
     """Dropdowns for the policy and for the node of each of three web pods (or none); each change
     redraws :func:`edge_view`'s table and :func:`draw_edge_view`. Needs a live kernel."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+
+    from ..viz.explorers import _wire
 
     nodes = [n.name for n in chapter_cluster().nodes]
     choices = list(web_nodes) + ["none"] * (3 - len(web_nodes))
-    controls = [widgets.Dropdown(options=POLICIES, value=policy, description="policy")]
-    controls += [widgets.Dropdown(options=nodes + ["none"], value=choice, description=f"web-{i}")
-                 for i, choice in enumerate(choices, start=1)]
-    out = widgets.Output()
+    controls = {"policy": widgets.Dropdown(options=POLICIES, value=policy, description="policy")}
+    controls.update({f"web_{i}": widgets.Dropdown(options=nodes + ["none"], value=choice, description=f"web-{i}")
+                     for i, choice in enumerate(choices, start=1)})
 
-    def redraw(_=None):
-        view = edge_view(controls[0].value, [c.value for c in controls[1:] if c.value != "none"])
-        out.clear_output(wait=True)
-        with out:
-            display(view.table)
-            draw_edge_view(view)
-            plt.show()
+    def render(policy, **web):
+        view = edge_view(policy, [node for node in web.values() if node != "none"])
+        return view.table.html(), draw_edge_view(view).figure
 
-    for control in controls:
-        control.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([widgets.HBox(controls[:2]), widgets.HBox(controls[2:]), out])
+    return _wire(render, controls, [["policy", "web_1"], ["web_2", "web_3"]], text=True)
 
 
 # -- checkers ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ CLIENT = "172.31.255.255"
 
 
 def tor_1_next_hops(cluster):
-    fabric = ch08.services_only_fabric(cluster)
+    fabric = cluster.topology().fabric
     entry = next(e for e in fabric.fib("tor-1") if e.prefix == VIP)
     return {str(via) for via, _ in entry.nexthops}, fabric
 
@@ -43,7 +43,7 @@ def test_crosssubnet_encapsulates_only_between_racks():
     assert not ch08.encapsulated(c.trace("api-1", "web-2"))    # node-4 -> node-3, one rack
 
 
-def test_services_only_fabric_announces_vips_and_no_pod_prefix():
+def test_cilium_fabric_announces_vips_and_no_pod_prefix():
     cluster = ch08.scenario_cluster(ch08.CILIUM)
     hops, fabric = tor_1_next_hops(cluster)
     pods = cluster.network.pod_cidrs[0]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import ipaddress
 
 from ..addresses import IPAddress
-from ..bgp.fabric import Fabric
 from ..cluster import Cluster
 from ..datapath.trace import Trace, kube_proxy_rules
 from ..errors import InvalidValue
@@ -34,7 +33,7 @@ from ..objects import Service
 from ..scenario import cluster_from_objects, read_objects
 from . import passed, require
 
-__all__ = ["CROSS_SUBNET", "CILIUM", "INGRESS_SCENARIO", "INGRESS", "scenario_cluster", "services_only_fabric",
+__all__ = ["CROSS_SUBNET", "CILIUM", "INGRESS_SCENARIO", "INGRESS", "scenario_cluster",
            "encapsulated", "external_connection", "check_crosssubnet_mtu", "check_local_next_hops",
            "check_encapsulated_pairs", "check_source_addresses"]
 
@@ -55,25 +54,6 @@ def scenario_cluster(name: str, *, overlay: dict | None = None, service_spec: di
         if obj.get("kind") == "Service" and obj["metadata"]["name"] == service and service_spec:
             obj["spec"].update(service_spec)
     return cluster_from_objects(objects)
-
-
-def services_only_fabric(cluster: Cluster) -> Fabric:
-    """The cluster's BGP fabric, converged, with the nodes announcing LoadBalancer /32s and no pod prefix.
-
-    :meth:`Fabric.from_cluster` gives each node the announcements MetalLB's speaker
-    would make for the LoadBalancer VIPs, and also, as Calico does, its podCIDR.
-    A Cilium node announces a podCIDR only if a ``CiliumBGPAdvertisement`` of type
-    ``PodCIDR`` selects it, and MetalLB never does; so each node's pod prefixes are
-    taken off its speaker before the sessions come up.
-    """
-    fabric = Fabric.from_cluster(cluster)
-    for node in cluster.nodes:
-        speaker = fabric.speaker(node.name)
-        for prefix in speaker.originated:
-            if any(prefix.subnet_of(cidr) for cidr in cluster.network.pod_cidrs if cidr.version == 4):
-                speaker.withdraw(prefix)
-    fabric.converge()
-    return fabric
 
 
 def encapsulated(trace: Trace) -> bool:
@@ -143,7 +123,7 @@ def check_local_next_hops(answer: object) -> None:
     """08.2: the Cilium cluster's ``web`` switched to ``externalTrafficPolicy: Local``; which next hops
     does tor-1 install for web's VIP?"""
     cluster = scenario_cluster(CILIUM, service_spec={"externalTrafficPolicy": "Local"})
-    fabric = services_only_fabric(cluster)
+    fabric = cluster.topology().fabric  # converged, as the packet walk uses it
     vip = ipaddress.ip_network(f"{cluster.service('web').load_balancer_ips[0]}/32")
     entry = next(e for e in fabric.fib("tor-1") if e.prefix == vip)
     expected = {str(via) for via, _ in entry.nexthops}

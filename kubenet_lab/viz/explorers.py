@@ -104,11 +104,15 @@ def _wire(render, controls: dict, rows, *, text: bool = False, figure: bool = Tr
 
 def text_explorer(show, controls: dict, rows) -> object:
     """An ipywidgets box whose answer is text: ``controls`` laid out in ``rows``, then what
-    ``show(**values)`` returns, preformatted (as a terminal would print it)."""
+    ``show(**values)`` returns: a :class:`~kubenet_lab.tables.Table` as its HTML table, anything
+    else preformatted (as a terminal would print it)."""
     import html
 
-    return _wire(lambda **values: (f"<pre>{html.escape(show(**values))}</pre>", None), controls, rows,
-                 text=True, figure=False)
+    def render(**values):
+        answer = show(**values)
+        return (answer.html() if hasattr(answer, "html") else f"<pre>{html.escape(str(answer))}</pre>"), None
+
+    return _wire(render, controls, rows, text=True, figure=False)
 
 
 # -- chapter 01: a podCIDR per node ----------------------------------------------------------------

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
     from ..datapath.trace import Trace
 
-__all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements", "lab_namespaces", "remove_namespaces",
+__all__ = ["KernelLab", "Answer", "PingResult", "Verdict", "missing_requirements", "lab_namespaces", "remove_namespaces",
            "run_dir", "stop_daemons", "BGP_WAIT_S"]
 
 TOOLS = ("ip", "bridge", "iptables-restore", "ping", "dumpcap")
@@ -155,6 +155,15 @@ class PingResult:
     def frag_needed_mtu(self) -> int | None:
         match = re.search(r"frag needed and DF set \(mtu = (\d+)\)", self.output, re.IGNORECASE)
         return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Who answered a connection to the lab's echo servers: the pod, and the client address it saw
+    (its socket's peer: the sender's own, or the one a NAT on the way wrote)."""
+
+    pod: str
+    peer: str
 
 
 @dataclass(frozen=True)
@@ -423,10 +432,15 @@ class KernelLab:
 
     def connect(self, src: str, dst_ip: str, port: int, proto: str = "tcp") -> str | None:
         """Connect from ``src``'s namespace; the answer is the name of the pod that served, or None."""
+        answer = self.answer(src, dst_ip, port, proto)
+        return answer.pod if answer else None
+
+    def answer(self, src: str, dst_ip: str, port: int, proto: str = "tcp") -> Answer | None:
+        """Connect from ``src``'s namespace; who served and from which address it saw the client, or None."""
         argv = ("ip", "netns", "exec", self.netns_of(src), sys.executable, "-c", _CLIENT, str(dst_ip), str(port), proto)
         result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-        answer = result.stdout.strip()
-        return answer or None
+        words = result.stdout.split()
+        return Answer(words[0], words[1]) if len(words) == 2 else None
 
     # -- verification ------------------------------------------------------------------
 
@@ -471,10 +485,11 @@ class KernelLab:
         return Verdict(agrees, f"{trace.outcome} ({trace.reason})", observed, tuple(notes))
 
 
-# Run inside a pod's namespace: answer every TCP connection and UDP datagram with the pod's name.
+# Run inside a pod's namespace: answer every TCP connection and UDP datagram with the pod's name
+# and the client's address as the pod saw it.
 _ECHO_SERVER = """
 import selectors, socket, sys
-name = sys.argv[1].encode() + b"\\n"
+name = sys.argv[1]
 sel = selectors.DefaultSelector()
 for spec in sys.argv[2:]:
     port, proto = spec.split("/")
@@ -489,12 +504,12 @@ print("ready", flush=True)
 while True:
     for key, _ in sel.select():
         if key.data == "tcp":
-            conn, _ = key.fileobj.accept()
-            conn.sendall(name)
+            conn, peer = key.fileobj.accept()
+            conn.sendall(f"{name} {peer[0]}\\n".encode())
             conn.close()
         else:
             _, peer = key.fileobj.recvfrom(2048)
-            key.fileobj.sendto(name, peer)
+            key.fileobj.sendto(f"{name} {peer[0]}\\n".encode(), peer)
 """
 
 # Run inside the client's namespace: one connection or datagram, print the answer (bounded by 2 s).

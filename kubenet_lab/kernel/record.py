@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..overlay.topology import EXTERNAL
 from .check import Probe, probes as all_probes
 from .lab import KernelLab, PingResult, Verdict, missing_requirements
 
@@ -133,7 +134,8 @@ def _steady_ping_output(text: str) -> str:
 
 def _category(cluster: Cluster, probe: Probe) -> str:
     if probe.kind == "service":
-        return probe.label.split()[0]  # ClusterIP / NodePort
+        kind = probe.label.split()[0]  # ClusterIP / NodePort / LoadBalancer
+        return f"external -> {kind}" if probe.src == EXTERNAL else kind
     if "/" not in probe.label:
         return "pod -> node"
     src, dst = (cluster.pod(k.split("/", 1)[1], k.split("/", 1)[0]) for k in (probe.src, probe.label))
@@ -142,8 +144,9 @@ def _category(cluster: Cluster, probe: Probe) -> str:
 
 def select_probes(cluster: Cluster, *, per_kind: int = 2, include: tuple[tuple[str, str], ...] = ()) -> list[Probe]:
     """A lean, deterministic sample of :func:`~kubenet_lab.kernel.check.probes`: the first ``per_kind``
-    of each kind (pod -> pod on one node and across nodes, pod -> node, ClusterIP, NodePort), plus the
-    walks ``include`` names as (source pod, destination pod), in the order ``probes`` lists them.
+    of each kind (pod -> pod on one node and across nodes, pod -> node, ClusterIP, NodePort, and the
+    external client's LoadBalancer and NodePort), plus the walks ``include`` names as (source pod,
+    destination pod), in the order ``probes`` lists them.
 
     >>> from kubenet_lab import Cluster
     >>> c = Cluster.load("scenarios/three-node-vxlan.yaml")

@@ -150,6 +150,15 @@ def test_external_probes_follow_the_services_spec():
         "NodePort default/web on node-2": [], "NodePort default/web on node-3": ["web-2"],
         "NodePort default/web on node-4": []}
     assert all(p.keeps_source for p in local.values())
+    # The VIP is an ECMP /32 from node-1 and node-3: the walk follows one leg, to one node's only
+    # local endpoint, but the kernel may hash onto the other leg, so the check allows both pods.
+    from kubenet_lab.kernel.check import _walk_endpoints
+
+    two_racks = Cluster.load(SCENARIOS / "two-rack-bgp.yaml")
+    vip = local["LoadBalancer default/web"]
+    walk = two_racks.trace("external", vip.dst_ip, dport=80, proto="tcp")
+    assert len([e for e, chance in walk.service_choice.probabilities.items() if chance]) == 1
+    assert _walk_endpoints(two_racks, vip) == (frozenset({"web-1", "web-2"}), True)
     # no BGP design, no client outside
     assert not [p for p in probes(Cluster.load(SCENARIOS / "three-node-vxlan.yaml")) if p.src == "external"]
 

@@ -5,7 +5,7 @@
 :mod:`~kubenet_lab.kernel.bird` writes BIRD 2's configuration for BGP-routed scenarios. Chapter 10.
 """
 
-from .lab import KernelLab, PingResult, Verdict, missing_requirements
+from .lab import Answer, KernelLab, PingResult, Verdict, missing_requirements
 from .plan import Command, plan, unsupported_reason
 
-__all__ = ["KernelLab", "PingResult", "Verdict", "missing_requirements", "Command", "plan", "unsupported_reason"]
+__all__ = ["KernelLab", "Answer", "PingResult", "Verdict", "missing_requirements", "Command", "plan", "unsupported_reason"]

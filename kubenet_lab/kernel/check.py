@@ -203,13 +203,12 @@ def _walk_endpoints(cluster: Cluster, probe: Probe) -> tuple[frozenset[str], boo
     if walk.outcome != "delivered" or walk.service_choice is None:
         return frozenset(), None
     keeps = walk.hops[-1].state.inner.src == walk.hops[0].state.inner.src
-    chances = dict(walk.service_choice.probabilities)
+    legs = [walk.service_choice.probabilities]
     if probe.src == EXTERNAL and probe.label.startswith("LoadBalancer"):
-        chances = {}
-        for node in _announcing_nodes(cluster, probe.dst_ip):
-            chances.update(_ingress_chances(cluster, node, walk.hops[0].state.inner.src, probe))
+        legs = [_ingress_chances(cluster, node, walk.hops[0].state.inner.src, probe)
+                for node in _announcing_nodes(cluster, probe.dst_ip)]
     by_ip = {str(p.ip): p.name for p in cluster.pods if p.ip is not None}
-    pods = frozenset(by_ip[endpoint.rsplit(":", 1)[0]] for endpoint, chance in chances.items()
+    pods = frozenset(by_ip[endpoint.rsplit(":", 1)[0]] for chances in legs for endpoint, chance in chances.items()
                      if endpoint is not None and chance > 0 and endpoint.rsplit(":", 1)[0] in by_ip)
     return pods, keeps
 

@@ -38,7 +38,7 @@ from .endpointslices import endpoint_slices_for
 from .errors import AlreadyExists, Exhausted, InvalidValue, NotFound, Overlap
 from .ipam import BlockIPAM, HostLocal, NodeCIDRAllocator, NodePortAllocator, ServiceIPAllocator
 from .ipam.metallb import LoadBalancerIPAllocator
-from .network import DEFAULT_NODE_SUBNET, ClusterNetwork, Rack
+from .network import DEFAULT_BGP_ASN, DEFAULT_NODE_SUBNET, ClusterNetwork, Rack
 from .objects import SERVICE_TYPES, ContainerPort, EndpointSlice, Node, Pod, Service, ServicePort
 from . import tables
 
@@ -140,7 +140,7 @@ class Cluster:
         node_subnet: object = None,
         racks: Iterable[Rack | dict] = (),
         bgp_design: str = "none",
-        bgp_asn: int = 64512,
+        bgp_asn: int = DEFAULT_BGP_ASN,
         name: str = "lab",
         overlay_vni: int | None = None,
         overlay_port: int | None = None,

@@ -224,8 +224,6 @@ class KernelLab:
         ``progress(done, total)`` is called after each command (the CLI draws a bar with it).
         """
         reason = missing_requirements(self.cluster) or unsupported_reason(self.topology)
-        if reason is None and self.fabric is not None and shutil.which("bird") is None:
-            reason = "a BGP-routed scenario needs BIRD 2 in the lab (apt-get install bird2)"
         if reason:
             raise InvalidValue(f"KernelLab {self.prefix}", "cluster", self.cluster.network.cni, f"cannot be built: {reason}")
         for signum in (signal.SIGINT, signal.SIGTERM):

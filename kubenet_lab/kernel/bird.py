@@ -55,6 +55,8 @@ import subprocess
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING
 
+from ..overlay.topology import BGP_PROTOS
+
 if TYPE_CHECKING:
     from ..bgp.fabric import Fabric
     from ..bgp.speaker import Peer, Speaker
@@ -158,10 +160,8 @@ def fib_of(fabric: Fabric, router: str) -> dict:
 def walk_fib(namespace) -> dict:
     """The BGP routes the packet walk forwards by in one topology namespace (``proto bird`` or
     ``bgp``, unicast), in the same shape as :func:`kernel_fib`."""
-    from .plan import LEARNT_PROTOS
-
     return {ip_network(r.dst): frozenset(r.nexthops or ((r.via, r.dev),)) for r in namespace.routes
-            if r.proto in LEARNT_PROTOS and r.type == "unicast" and r.via is not None}
+            if r.proto in BGP_PROTOS and r.type == "unicast" and r.via is not None}
 
 
 def compare_fibs(expected: dict, kernel: dict, model: str = "simulator") -> list[str]:

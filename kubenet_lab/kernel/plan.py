@@ -37,13 +37,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..overlay.topology import Topology
+from ..overlay.topology import BGP_PROTOS, Topology
 
 __all__ = ["Command", "LabNames", "plan", "unsupported_reason", "PREFIX_PATTERN"]
 
 PREFIX_PATTERN = re.compile(r"^knl[0-9a-f]{6}$")
-# Routes a routing daemon installs (``proto bird``: BIRD, Calico's; ``proto bgp``: FRR's BGP).
-LEARNT_PROTOS = ("bird", "bgp")
 
 
 @dataclass(frozen=True)
@@ -175,7 +173,7 @@ def plan(topology: Topology, prefix: str, kube_proxy: dict[str, str] | None = No
                 commands.append(_exec(target, "sysctl", "-qw", f"net.ipv4.conf.{iface.name}.proxy_arp=1"))
         # Routes that need no gateway first: the kernel refuses a gateway it cannot reach.
         for route in sorted(ns.routes, key=lambda r: r.via is not None):
-            if bird and name in bird and route.proto in LEARNT_PROTOS:
+            if bird and name in bird and route.proto in BGP_PROTOS:
                 continue
             commands.append(_ip(target, "route", "replace", *str(route).split()))
         for entry in ns.neighbors:

@@ -91,10 +91,6 @@ class KubeProxy:
         """The /32 (/128) addresses IPVS mode binds to the dummy device ``kube-ipvs0``."""
         return self.ipvs_rules(family).bound_addresses
 
-    def ipvs_iptables_restore(self, family: int | None = None) -> str:
-        """IPVS mode's ``iptables-restore`` input: the constant glue that matches the ipsets."""
-        return self.ipvs_rules(family).iptables_restore
-
     def __repr__(self) -> str:
         cidrs = ",".join(str(c) for c in self.settings.cluster_cidrs) or "unset"
         return f"<KubeProxy {self.node}: iptables, mark {self.settings.mark}, --cluster-cidr {cidrs}>"

@@ -149,12 +149,14 @@ def _proxy_rules(args: argparse.Namespace) -> int:
 
 def _ipvs_sections(proxy, families, scheduler: str) -> str:
     """IPVS mode as four sections: the virtual servers, kube-ipvs0, the ipsets, the iptables glue."""
-    rules = {family: proxy.ipvs_rules(family, scheduler) for family in families}
-    sections = ["# ipvsadm -Ln\n" + proxy.ipvsadm_ln(scheduler)]
+    from .kubeproxy.ipvs import ipset_restore, ipvsadm_list
+
+    rules = {family: proxy.ipvs_rules(family, scheduler) for family in families}  # one sync per family
+    sections = ["# ipvsadm -Ln\n" + ipvsadm_list(vs for r in rules.values() for vs in r.virtual_servers)]
     for family, r in rules.items():
         addresses = "".join(f"{ip}/{32 if family == 4 else 128}\n" for ip in r.bound_addresses)
         sections.append(f"# addresses on kube-ipvs0 (IPv{family})\n{addresses}")
-        sections.append(f"# ipset restore input (IPv{family})\n" + proxy.ipset_restore(family))
+        sections.append(f"# ipset restore input (IPv{family})\n" + ipset_restore(r.ipsets))
         tool = "iptables" if family == 4 else "ip6tables"
         sections.append(f"# {tool}-restore input (IPv{family})\n{r.iptables_restore}")
     return "\n".join(sections)

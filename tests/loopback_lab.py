@@ -61,6 +61,16 @@ class Lab:
         with urllib.request.urlopen(self.link(f"api/{path}"), timeout=10) as response:
             return json.load(response)
 
+    def open_unredirected(self, path: str):
+        """GET ``path`` without following redirects: a 3xx raises :class:`urllib.error.HTTPError`,
+        whose ``headers["Location"]`` says where the server sends a browser."""
+        return urllib.request.build_opener(_NoRedirect).open(self.link(path), timeout=10)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
 
 @contextmanager
 def running_lab(command: list[str], scratch: Path, *, cwd: Path, env: dict[str, str] | None = None) -> Iterator[Lab]:

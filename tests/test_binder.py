@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tomllib
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -103,12 +102,8 @@ def test_postbuild_installs_the_course_and_lab_opens_on_chapter_00(tmp_path):
     lab_env = scratch_environment(tmp_path / "scratch", JUPYTER_CONFIG_DIR=str(home / ".jupyter"), HOME=str(home))
     command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={repo}", "--allow-root"]
     with running_lab(command, tmp_path / "scratch", cwd=repo, env=lab_env) as lab:
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):
-                return None
-
         with pytest.raises(urllib.error.HTTPError) as redirect:
-            urllib.request.build_opener(NoRedirect).open(lab.link("/"), timeout=10)
+            lab.open_unredirected("/")
         assert redirect.value.code == 302
         assert redirect.value.headers["Location"].split("?")[0] == FIRST_PAGE
         assert lab.api("contents/notebooks/00-start-here.ipynb")["type"] == "notebook"

@@ -25,11 +25,6 @@ def load_course():
     return module
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 @pytest.fixture
 def lab(tmp_path):
     with running_lab(load_course().lab_command(sys.executable, []), tmp_path, cwd=ROOT) as server:
@@ -37,9 +32,8 @@ def lab(tmp_path):
 
 
 def test_lab_opens_on_chapter_00(lab):
-    opener = urllib.request.build_opener(NoRedirect)
     with pytest.raises(urllib.error.HTTPError) as redirect:
-        opener.open(lab.link("/"), timeout=10)
+        lab.open_unredirected("/")
     assert redirect.value.code == 302
     assert redirect.value.headers["Location"].startswith("/lab/tree/notebooks/00-start-here.ipynb")
     page = urllib.request.urlopen(lab.link("lab/tree/notebooks/00-start-here.ipynb"), timeout=10)

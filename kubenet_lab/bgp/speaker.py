@@ -965,18 +965,11 @@ class Tables:
                     if missing:
                         by_id = dict(zip(ids, candidates))
                         for ident in missing:
-                            paths = by_id[ident]
-                            cache[ident] = _decision(paths, *profile)
-                            self.alive[ident] = paths
+                            self._decided(cache, by_id[ident], profile)
                     news = list(map(cache.__getitem__, ids))
             else:
-                news = []
-                for paths, profile in zip(candidates, map(_PROFILE, speakers)):
-                    cache = self.decisions.setdefault(profile, {})
-                    if id(paths) not in cache:
-                        cache[id(paths)] = _decision(paths, *profile)
-                        self.alive[id(paths)] = paths
-                    news.append(cache[id(paths)])
+                news = [self._decided(self.decisions.setdefault(profile, {}), paths, profile)
+                        for paths, profile in zip(candidates, map(_PROFILE, speakers))]
             loc = self.loc.get(key)
             if loc is None:                                    # nobody had a route: all that have one changed
                 everyone = all(news)

@@ -20,7 +20,9 @@ AssertionError: 00.2: not yet. Add the numbers again.
 
 from __future__ import annotations
 
-__all__ = ["passed", "require"]
+import ipaddress
+
+__all__ = ["passed", "require", "address_set"]
 
 
 def passed(exercise: str, title: str) -> None:
@@ -32,3 +34,20 @@ def require(exercise: str, condition: bool, hint: str) -> None:
     """Fail the check cell with ``hint`` unless ``condition`` holds."""
     if not condition:
         raise AssertionError(f"{exercise}: not yet. {hint}")
+
+
+def address_set(answer: object) -> set[str] | None:
+    """A learner's collection of IP addresses (set, list, tuple) as the set of their canonical
+    spellings, or None if it is no such collection.
+
+    >>> sorted(address_set(["192.168.1.12", ipaddress.ip_address("192.168.1.11")]))
+    ['192.168.1.11', '192.168.1.12']
+    >>> address_set("192.168.1.11"), address_set({"node-1"})
+    (None, None)
+    """
+    if not isinstance(answer, (set, frozenset, list, tuple)):
+        return None
+    try:
+        return {str(ipaddress.ip_address(str(a))) for a in answer}
+    except ValueError:
+        return None

@@ -34,7 +34,7 @@ from ..kernel.record import SCENARIOS
 from ..overlay.entries import Route
 from ..scenario import cluster_from_objects, read_objects
 from ..tables import Table
-from . import passed, require
+from . import address_set, passed, require
 
 __all__ = ["SCENARIO", "POLICIES", "CLIENTS", "chapter_cluster", "announcers", "next_hops", "health_checks",
            "ecmp_choices", "EdgeView", "edge_view", "draw_edge_view", "edge_explorer", "check_static_band",
@@ -176,15 +176,6 @@ def edge_explorer(policy: str = "Local", web_nodes: Sequence[str] = ("node-1", "
 # -- checkers ---------------------------------------------------------------------------------
 
 
-def _address_set(answer: object) -> set[str] | None:
-    if not isinstance(answer, (set, frozenset, list, tuple)):
-        return None
-    try:
-        return {str(ipaddress.ip_address(str(a))) for a in answer}
-    except ValueError:
-        return None
-
-
 def check_static_band(answer: object, *, first: int = 30000, last: int = 30999) -> None:
     """06.1: the static band of ``--service-node-port-range=30000-30999``, as (first, last)."""
     expected = NodePortAllocator(first, last).static_band
@@ -228,7 +219,7 @@ def check_tor_next_hops(answer: object) -> None:
     expected = {router: next_hops(cluster, router) for router in ("tor-1", "tor-2")}
     require("06.3", isinstance(answer, dict) and set(answer) == set(expected),
             f"Give a dict with the keys {sorted(expected)}, each a set of addresses, not {answer!r}.")
-    got = {router: _address_set(value) for router, value in answer.items()}
+    got = {router: address_set(value) for router, value in answer.items()}
     require("06.3", all(v is not None for v in got.values()),
             f"Each value must be a set of IP addresses, e.g. {{'192.168.1.11'}}: {answer!r}.")
     require("06.3", "192.168.2.11" not in got["tor-2"],

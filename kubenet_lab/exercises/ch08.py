@@ -31,7 +31,8 @@ from ..kernel.record import SCENARIOS
 from ..kubeproxy.netfilter import Flow, NetfilterResult
 from ..objects import Service
 from ..scenario import cluster_from_objects, read_objects
-from . import passed, require
+from . import address_set, passed, require
+from .ch06 import next_hops
 
 __all__ = ["CROSS_SUBNET", "CILIUM", "INGRESS_SCENARIO", "INGRESS", "scenario_cluster",
            "encapsulated", "external_connection", "check_crosssubnet_mtu", "check_local_next_hops",
@@ -90,13 +91,6 @@ def external_connection(cluster: Cluster, node: str, service: Service, port: int
     return result, device.addresses[0].ip if device.addresses else cluster.node(node).ip
 
 
-def _addresses(answer: object) -> set[str] | None:
-    try:
-        return {str(ipaddress.ip_address(str(a))) for a in answer}
-    except (TypeError, ValueError):
-        return None
-
-
 def check_crosssubnet_mtu(answer: object) -> None:
     """08.1: pods set to MTU 1500 by hand on the CrossSubnet cluster; which 1500-byte packets from
     ``client`` (DF set) reach web-1 (same rack), web-2 and api-1 (the other rack)?"""
@@ -123,11 +117,8 @@ def check_local_next_hops(answer: object) -> None:
     """08.2: the Cilium cluster's ``web`` switched to ``externalTrafficPolicy: Local``; which next hops
     does tor-1 install for web's VIP?"""
     cluster = scenario_cluster(CILIUM, service_spec={"externalTrafficPolicy": "Local"})
-    fabric = cluster.topology().fabric  # converged, as the packet walk uses it
-    vip = ipaddress.ip_network(f"{cluster.service('web').load_balancer_ips[0]}/32")
-    entry = next(e for e in fabric.fib("tor-1") if e.prefix == vip)
-    expected = {str(via) for via, _ in entry.nexthops}
-    got = _addresses(answer) if isinstance(answer, (set, list, tuple, frozenset)) else None
+    expected = next_hops(cluster, "tor-1")  # from the converged fabric, as the packet walk uses it
+    got = address_set(answer)
     require("08.2", got is not None,
             f"Give the next hops as a set of addresses, e.g. {{'192.168.1.11'}}, not {answer!r}.")
     web_nodes = {cluster.pod(p.name).node for p in cluster.pods if p.labels.get("app") == "web"}
@@ -157,7 +148,7 @@ def check_source_addresses(answer: object) -> None:
                 "web-2, proxied by the ingress": str(proxied.hops[-1].state.inner.src)}
     require("08.4", isinstance(answer, dict) and set(answer) == set(expected),
             f"Give a dict with the keys {sorted(expected)}, each an IP address, not {answer!r}.")
-    got = {key: _addresses([value]) for key, value in answer.items()}
+    got = {key: address_set([value]) for key, value in answer.items()}
     require("08.4", all(v is not None for v in got.values()), f"Each value must be an IP address: {answer!r}.")
     got = {key: value.pop() for key, value in got.items()}
     require("08.4", got["ingress, Local, via node-1"] == expected["ingress, Local, via node-1"],

@@ -180,6 +180,11 @@ def set_name(name: str, family: int) -> str:
     return name if family == 4 else ("KUBE-6-" + name[len("KUBE-"):])[:31]
 
 
+def _address_port(address: IPAddress, port: int) -> str:
+    """ipvsadm's numeric ``addr:port`` (IPv6 in brackets)."""
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
 @dataclass(frozen=True)
 class RealServer:
     """An IPVS destination: ``podIP:port``, forwarded by masquerading (DNAT), with a weight."""
@@ -189,8 +194,7 @@ class RealServer:
     weight: int = 1
 
     def __str__(self) -> str:
-        """ipvsadm's numeric ``addr:port`` (IPv6 in brackets)."""
-        return f"[{self.address}]:{self.port}" if self.address.version == 6 else f"{self.address}:{self.port}"
+        return _address_port(self.address, self.port)
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,7 @@ class VirtualServer:
 
     def __str__(self) -> str:
         """The service's lines of ``ipvsadm -Ln``."""
-        vip = f"[{self.address}]:{self.port}" if self.address.version == 6 else f"{self.address}:{self.port}"
+        vip = _address_port(self.address, self.port)
         line = f"{self.protocol}  {vip}"[:33] if self.address.version == 4 else f"{self.protocol}  {vip}"
         line += f" {self.scheduler}"
         if self.persistent:

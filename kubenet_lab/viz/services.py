@@ -446,7 +446,7 @@ def rules_per_packet(service_counts: Iterable[int] = (10, 100, 1000, 5000), endp
     >>> [(r.services, r.to_last_service, r.no_service, r.nftables, r.ipvs) for r in rules_per_packet((10, 11))]
     [(10, 25, 21, 14, 15), (11, 26, 22, 14, 15)]
     """
-    from ..kubeproxy import ProxyState, sync_proxy_rules
+    from ..kubeproxy import ProxyState
     from ..kubeproxy.ipvs import sync_ipvs_rules, walk_first_packet
     from ..kubeproxy.nftables import sync_nftables_rules
     from ..kubeproxy.nftwalk import NftRuleset
@@ -458,7 +458,7 @@ def rules_per_packet(service_counts: Iterable[int] = (10, 100, 1000, 5000), endp
         state = ProxyState.build(services, slices, settings, 4)
         last = vip + count - 1
         flow = Flow(CLIENT, last, "tcp", 80, in_interface="cni0")
-        rules = Ruleset.parse(sync_proxy_rules(state, settings))  # scaled_ruleset's text, from the same state
+        rules = Ruleset.parse(scaled_ruleset(count, endpoints))
         to_service = rules.walk(flow, local=[NODE_IP])
         no_service = rules.walk(Flow(CLIENT, OTHER_POD, "tcp", 8080, in_interface="cni0"), local=[NODE_IP])
         nft = NftRuleset.parse(sync_nftables_rules(state, settings)).walk(flow, local=[NODE_IP])

@@ -31,7 +31,10 @@ chapter   controls                        model                      view
 
 Chapter 03's failure explorer and chapter 07's MTU explorer answer in text
 instead of a drawing (:func:`text_explorer`); they live beside their models in
-:mod:`kubenet_lab.viz.bgp` and :mod:`kubenet_lab.viz.mtu`.
+:mod:`kubenet_lab.viz.bgp` and :mod:`kubenet_lab.viz.mtu`. So do chapter 05's
+Services slider (:func:`~kubenet_lab.viz.services.rules_per_packet_explorer`) and
+chapter 06's edge explorer (:func:`~kubenet_lab.exercises.ch06.edge_explorer`),
+both wired with :func:`_wire`.
 
 >>> c = podcidr_cluster(nodes=5, node_mask=26)
 >>> [str(n.pod_cidr) for n in c.nodes][-2:]   # slot 4 of /26s starts the next /24

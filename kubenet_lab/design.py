@@ -265,6 +265,16 @@ def check_address_plan(network: ClusterNetwork, requirements: Requirements) -> C
                                                             if requirements.allocation else ""))
 
 
+def _host_local_capacity(cluster_cidr: IPNetwork, node_mask: int) -> tuple[int, int]:
+    """(podCIDRs kube-controller-manager's :class:`~kubenet_lab.ipam.NodeCIDRAllocator` cuts from
+    ``cluster_cidr`` at ``node_mask``, pod IPs the CNI's :class:`~kubenet_lab.ipam.HostLocal` hands
+    out in one of them)."""
+    from .ipam import HostLocal, NodeCIDRAllocator
+
+    allocator = NodeCIDRAllocator(cluster_cidr, node_mask)
+    return allocator.size, HostLocal(allocator.cidr_at(0)).size
+
+
 def check_pod_capacity(network: ClusterNetwork, requirements: Requirements) -> Check:
     """Enough podCIDRs for the nodes, and enough pod IPs in each for the pods per node.
 
@@ -273,17 +283,17 @@ def check_pod_capacity(network: ClusterNetwork, requirements: Requirements) -> C
     (IPv4) the broadcast: a /24 gives 253 pods. Calico IPAM: the pool holds ``2^(blockSize −
     prefix)`` blocks, a node needs ⌈pods / block addresses⌉ of them, at most ``maxBlocksPerHost``.
     """
-    from .ipam import BlockIPAM, HostLocal, NodeCIDRAllocator
+    from .ipam import BlockIPAM
 
     nodes, pods = requirements.nodes, requirements.pods_per_node
     parts, ok = [], True
     for cidr in network.pod_cidrs:
         try:
             if network.ipam == "host-local":
-                allocator = NodeCIDRAllocator(cidr, network.node_mask(cidr.version))
-                per_node = HostLocal(allocator.cidr_at(0)).size
-                fits = allocator.size >= nodes and per_node >= pods
-                parts.append(f"{cidr} at /{allocator.node_mask}: {allocator.size} podCIDRs for {nodes} nodes, "
+                mask = network.node_mask(cidr.version)
+                pod_cidrs, per_node = _host_local_capacity(cidr, mask)
+                fits = pod_cidrs >= nodes and per_node >= pods
+                parts.append(f"{cidr} at /{mask}: {pod_cidrs} podCIDRs for {nodes} nodes, "
                              f"{per_node} pod IPs each for {pods} pods")
             else:
                 ipam = BlockIPAM(cidr)
@@ -312,17 +322,14 @@ def node_mask_table(cluster_cidr: object, requirements: Requirements, masks: ran
     /25        512               125            yes
     /26        1,024             61             no
     """
-    from .ipam import HostLocal, NodeCIDRAllocator
-
     cidr = parse_network(cluster_cidr, obj="node_mask_table", field="cluster_cidr")
     if masks is None:
         masks = range(cidr.prefixlen, min(cidr.prefixlen + 9, cidr.max_prefixlen - 1))
     rows = []
     for mask in masks:
-        allocator = NodeCIDRAllocator(cidr, mask)
-        pods = HostLocal(allocator.cidr_at(0)).size
-        fits = allocator.size >= requirements.nodes and pods >= requirements.pods_per_node
-        rows.append((f"/{mask}", f"{allocator.size:,}", f"{pods:,}", "yes" if fits else "no"))
+        pod_cidrs, pods = _host_local_capacity(cidr, mask)
+        fits = pod_cidrs >= requirements.nodes and pods >= requirements.pods_per_node
+        rows.append((f"/{mask}", f"{pod_cidrs:,}", f"{pods:,}", "yes" if fits else "no"))
     return Table(f"{cidr} cut at each node mask, for {requirements.nodes} nodes of {requirements.pods_per_node} pods",
                  ("NODE MASK", "NODES (podCIDRs)", "PODS PER NODE", "FITS"), tuple(rows))
 
@@ -359,8 +366,9 @@ def check_rack_capacity(network: ClusterNetwork, requirements: Requirements) -> 
         return Check("rack-capacity", hosts >= requirements.nodes,
                      f"one segment {subnet}: {hosts} host addresses besides the gateway for {requirements.nodes} nodes")
     parts, ok = [], True
+    needs = nodes_per_rack(network, requirements)
     for rack in network.racks:
-        need = nodes_per_rack(network, requirements)[rack.name]
+        need = needs[rack.name]
         hosts = rack.subnet.num_addresses - 2 - 1
         ok = ok and hosts >= need
         parts.append(f"{rack.name} {rack.subnet}: {hosts} for {need}")

@@ -1,6 +1,6 @@
 """Checkers for chapter 08, "Hybrid designs: an overlay inside, BGP at the edge".
 
-The chapter's clusters are two scenario files, loaded here with the one or
+The chapter's clusters are three scenario files, loaded here with the one or
 two fields an exercise changes:
 
 * ``scenarios/calico-crosssubnet.yaml``: Calico VXLAN with ``vxlanMode:

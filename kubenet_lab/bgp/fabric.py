@@ -122,7 +122,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Fabric", "Convergence", "Message", "Sent", "TimelineEntry", "Session", "DESIGNS",
            "SPINE", "DEFAULT_SPINE_ASN", "DEFAULT_TOR_ASN_BASE", "ANNOUNCES_POD_PREFIXES",
-           "load_balancer_announcements"]
+           "load_balancer_announcements", "announcing_nodes"]
 
 DESIGNS = ("full-mesh", "route-reflectors", "per-rack-ebgp")
 #: The spine router's name, as in overlay/topology.py.
@@ -289,6 +289,13 @@ def load_balancer_announcements(cluster: Cluster) -> dict[str, list[IPv4Network]
             if node in speakers:
                 announced[node].extend(p for p in prefixes if p not in announced[node])
     return announced
+
+
+def announcing_nodes(cluster: Cluster, vip: object) -> list[str]:
+    """The nodes whose speakers announce ``vip``'s /32 (an address or the /32 itself): the legs of
+    the ECMP route it gets."""
+    prefix = ip_network(vip)
+    return [node for node, prefixes in load_balancer_announcements(cluster).items() if prefix in prefixes]
 
 
 def _arrivals(update: Update, sender: Speaker, peer_address: IPv4Address, ebgp: bool) -> tuple:

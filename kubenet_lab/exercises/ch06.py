@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..addresses import IPAddress
-from ..bgp.fabric import load_balancer_announcements
+from ..bgp.fabric import announcing_nodes
 from ..cluster import Cluster
 from ..errors import InvalidValue
 from ..ipam.nodeport import NodePortAllocator
@@ -70,8 +70,7 @@ def _vip(cluster: Cluster, service: str) -> ipaddress.IPv4Network:
 
 def announcers(cluster: Cluster, service: str = "web") -> list[str]:
     """The nodes whose speaker announces ``service``'s VIP /32, as MetalLB's ``ShouldAnnounce`` decides."""
-    vip = _vip(cluster, service)
-    return [node for node, prefixes in load_balancer_announcements(cluster).items() if vip in prefixes]
+    return announcing_nodes(cluster, _vip(cluster, service))
 
 
 def next_hops(cluster: Cluster, router: str, service: str = "web") -> set[str]:

@@ -199,6 +199,8 @@ def _walk_endpoints(cluster: Cluster, probe: Probe) -> tuple[frozenset[str], boo
 
     To a LoadBalancer VIP from outside, the walk takes one leg of the ECMP /32; the kernel may take
     any, so the pods are those kube-proxy's rules reach on every node that announces the VIP."""
+    from ..bgp.fabric import announcing_nodes
+
     walk = cluster.trace(probe.src, probe.dst_ip, dport=probe.port, proto=probe.proto)
     if walk.outcome != "delivered" or walk.service_choice is None:
         return frozenset(), None
@@ -206,21 +208,11 @@ def _walk_endpoints(cluster: Cluster, probe: Probe) -> tuple[frozenset[str], boo
     legs = [walk.service_choice.probabilities]
     if probe.src == EXTERNAL and probe.label.startswith("LoadBalancer"):
         legs = [_ingress_chances(cluster, node, walk.hops[0].state.inner.src, probe)
-                for node in _announcing_nodes(cluster, probe.dst_ip)]
+                for node in announcing_nodes(cluster, probe.dst_ip)]
     by_ip = {str(p.ip): p.name for p in cluster.pods if p.ip is not None}
     pods = frozenset(by_ip[endpoint.rsplit(":", 1)[0]] for chances in legs for endpoint, chance in chances.items()
                      if endpoint is not None and chance > 0 and endpoint.rsplit(":", 1)[0] in by_ip)
     return pods, keeps
-
-
-def _announcing_nodes(cluster: Cluster, vip: str) -> list[str]:
-    """The nodes whose speakers announce ``vip``'s /32: the legs of its ECMP route."""
-    from ipaddress import ip_network
-
-    from ..bgp.fabric import load_balancer_announcements
-
-    prefix = ip_network(f"{vip}/32")
-    return [node for node, prefixes in load_balancer_announcements(cluster).items() if prefix in prefixes]
 
 
 def _ingress_chances(cluster: Cluster, node: str, client, probe: Probe) -> dict:

@@ -38,7 +38,7 @@ from .endpointslices import endpoint_slices_for
 from .errors import AlreadyExists, Exhausted, InvalidValue, NotFound, Overlap
 from .ipam import BlockIPAM, HostLocal, NodeCIDRAllocator, NodePortAllocator, ServiceIPAllocator
 from .ipam.metallb import LoadBalancerIPAllocator
-from .network import DEFAULT_BGP_ASN, DEFAULT_NODE_SUBNET, ClusterNetwork, Rack
+from .network import DEFAULT_BGP_ASN, ClusterNetwork, Rack
 from .objects import SERVICE_TYPES, ContainerPort, EndpointSlice, Node, Pod, Service, ServicePort
 from . import tables
 
@@ -312,7 +312,7 @@ class Cluster:
         return node
 
     def _node_ips(self, obj: str, ip: object, rack: Rack | None) -> tuple[IPAddress, ...]:
-        subnet = rack.subnet if rack else (self.network.node_subnet or parse_network(DEFAULT_NODE_SUBNET, obj=obj, field="ip"))
+        subnet = rack.subnet if rack else self.network.segment_subnet
         taken = {a for n in self._nodes.values() for a in n.ips}
         if ip is None:
             candidates = (a for a in subnet.hosts() if int(a) - int(subnet.network_address) >= FIRST_NODE_HOST)

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from .addresses import IPNetwork, parse_network
 from .errors import InvalidValue, KubenetLabError, ScenarioError
-from .network import API_VERSION, DEFAULT_NODE_SUBNET, FABRIC_SUBNET, ClusterNetwork, Rack
+from .network import API_VERSION, FABRIC_SUBNET, ClusterNetwork, Rack
 from .tables import Table
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ def design_ranges(network: ClusterNetwork) -> list[tuple[str, IPNetwork]]:
         named += [(f"rack {r.name}", r.subnet) for r in network.racks]
         named.append(("fabric links", ipaddress.ip_network(FABRIC_SUBNET)))
     else:
-        named.append(("node subnet", network.node_subnet or ipaddress.ip_network(DEFAULT_NODE_SUBNET)))
+        named.append(("node subnet", network.segment_subnet))
     for pool in network.load_balancer_pools:
         for first, last in pool.ranges:
             named += [(f"pool {pool.name}", n) for n in ipaddress.summarize_address_range(first, last)]
@@ -361,7 +361,7 @@ def nodes_per_rack(network: ClusterNetwork, requirements: Requirements) -> dict[
 def check_rack_capacity(network: ClusterNetwork, requirements: Requirements) -> Check:
     """Each rack subnet has a host address for the ToR's gateway ``.1`` and one per node."""
     if not network.racks:
-        subnet = network.node_subnet or ipaddress.ip_network(DEFAULT_NODE_SUBNET)
+        subnet = network.segment_subnet
         hosts = subnet.num_addresses - 2 - 1
         return Check("rack-capacity", hosts >= requirements.nodes,
                      f"one segment {subnet}: {hosts} host addresses besides the gateway for {requirements.nodes} nodes")
@@ -544,7 +544,7 @@ def iptables_rules_per_packet(network: ClusterNetwork, services: int) -> tuple[i
     from .objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
 
     vips, pods = network.service_cidrs[0], network.pod_cidrs[0]
-    subnets = network.underlay_subnets() or (ipaddress.ip_network(DEFAULT_NODE_SUBNET),)
+    subnets = network.underlay_subnets() or (network.segment_subnet,)
     node_ip = subnets[0].network_address + 2
     usable = max(1, vips.num_addresses - 2)
     settings = ProxierSettings("node-1", node_ips=[str(node_ip)], cluster_cidrs=[str(c) for c in network.pod_cidrs])
@@ -599,7 +599,7 @@ def sample_cluster(network: ClusterNetwork, requirements: Requirements) -> Clust
     else:
         placement = [(None, f"node-{i + 1}", i) for i in range(requirements.nodes)]
     for rack, name, i in placement:
-        subnet = rack.subnet if rack else network.node_subnet or ipaddress.ip_network(DEFAULT_NODE_SUBNET)
+        subnet = rack.subnet if rack else network.segment_subnet
         ip = subnet.network_address + 2 + i
         if ip >= subnet.broadcast_address:
             raise InvalidValue(f"Node {name}", "ip", str(ip), f"must be a host address of {subnet}")

@@ -307,6 +307,12 @@ class ClusterNetwork:
         return mode_for(self.cni).with_options(vni=self.overlay_vni, udp_port=self.overlay_port,
                                                same_subnet_direct=self.same_subnet_direct or None)
 
+    @property
+    def segment_subnet(self) -> IPNetwork:
+        """The single shared segment's subnet when nodes are not in racks: ``nodeSubnet``, or
+        :data:`DEFAULT_NODE_SUBNET` where none is set."""
+        return self.node_subnet if self.node_subnet is not None else ipaddress.ip_network(DEFAULT_NODE_SUBNET)
+
     def underlay_subnets(self) -> tuple[IPNetwork, ...]:
         """The node networks: one per rack, or the single shared segment."""
         if self.racks:

@@ -110,7 +110,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_network
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExists, InvalidValue, NotFound
-from ..network import DEFAULT_NODE_SUBNET, FABRIC_SUBNET
+from ..network import FABRIC_SUBNET
 from .attributes import ASPath, ClusterList, Communities, LocalPref, MultiExitDisc, NextHop, Origin, OriginatorID
 from .decision import Decision, Path
 from .messages import Update
@@ -854,7 +854,7 @@ class _Plan:
         if rack is not None:
             subnet, gateway = rack.subnet, (rack.subnet.network_address + 1, "eth0")
         else:
-            subnet = cluster.network.node_subnet or ip_network(DEFAULT_NODE_SUBNET)
+            subnet = cluster.network.segment_subnet
             subnet, gateway = (subnet if node.ip in subnet else ip_network(f"{node.ip}/24", strict=False)), None
         asn = self.node_asns[rack.name] if self.design == "per-rack-ebgp" else self.asn
         cluster_id = self.cluster_id if self.design == "route-reflectors" and node.name in self.reflectors else None
